@@ -43,9 +43,23 @@ class STFTFrontEnd(nn.Module):
         """Number of frequency bins F (257 for n_fft 512)."""
         return self.n_fft // 2 + 1
 
+    def tail_padding(self, length: int) -> int:
+        """Zeros appended before analysis so the last samples stay well conditioned.
+
+        With `center=True`, samples past the last frame centre are covered only by that frame's
+        falling half window. When `length % hop` exceeds hop / 2 the final samples sit where the
+        Hann window is close to zero (about 1e-3 at 6 samples from its end), `istft` divides by
+        that tiny envelope, and any mask turns into a loud click at the end of the file (the
+        plain round trip already loses 6e-5 at 16,123 samples). Padding to the next hop multiple
+        in that case keeps the envelope above 0.5 everywhere; lengths with a remainder of at
+        most hop / 2 (48,000 samples: 188 frames) are left unchanged.
+        """
+        rem = int(length) % self.hop
+        return self.hop - rem if rem > self.hop // 2 else 0
+
     def num_frames(self, length: int) -> int:
-        """Frames N that `stft` produces for `length` samples (`center=True`)."""
-        return 1 + int(length) // self.hop
+        """Frames N that `stft` produces for `length` samples."""
+        return 1 + (int(length) + self.tail_padding(length)) // self.hop
 
     def check_waveform(self, wav: torch.Tensor) -> None:
         """Raise `ValueError` unless `wav` is a float (B, T) batch long enough to analyse."""
@@ -69,9 +83,13 @@ class STFTFrontEnd(nn.Module):
         Args:
             wav: (B, T) float waveform.
         Returns:
-            (B, F, N) complex64 spectrum, F = n_fft // 2 + 1, N = 1 + T // hop.
+            (B, F, N) complex64 spectrum, F = n_fft // 2 + 1, N = `num_frames(T)`
+            (1 + T // hop when T % hop <= hop / 2, one more frame otherwise).
         """
         self.check_waveform(wav)
+        pad = self.tail_padding(wav.shape[-1])
+        if pad:
+            wav = nn.functional.pad(wav, (0, pad))  # B, T + pad
         # float32 even under AMP: cuFFT half precision needs power-of-two sizes and loses range.
         return torch.stft(
             wav.float(),
