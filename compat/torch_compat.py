@@ -1,0 +1,262 @@
+"""Shims for the torch APIs that changed under the notebooks on Kaggle.
+
+The seed's four breakages: `get_device_properties(i).total_mem` (now `total_memory`),
+`ReduceLROnPlateau(verbose=...)` (removed), `torch.load` defaulting to `weights_only=True`
+(our checkpoints hold numpy scalars and config dicts), and P100 images whose torch has no
+sm_60 kernels. Each function here inspects the installed torch instead of assuming a version.
+"""
+
+import importlib.metadata
+import inspect
+import os
+import platform
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+# Arguments that an older or newer torch dropped; passing them to a torch that lacks them is a
+# TypeError, so they are removed. Any other unknown argument still reaches torch (typos fail).
+_COMPAT_DROPPABLE_PLATEAU_ARGS = ("verbose",)
+
+
+def _compat_parameters(fn) -> dict:
+    """Named parameters of `fn` ({} when its signature cannot be read)."""
+    try:
+        return dict(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return {}
+
+
+def torch_load(path, map_location="cpu"):
+    """Load one of OUR checkpoints (trusted: written by this toolkit) with full unpickling.
+
+    torch >= 2.6 defaults to `weights_only=True`, which refuses the numpy scalars and config
+    dicts our checkpoints hold; torch < 1.13 has no `weights_only` at all. The argument is passed
+    only when torch.load names it (a `**kwargs` catch-all would hand it to pickle and fail).
+    """
+    kwargs = {"map_location": map_location}
+    params = _compat_parameters(torch.load)
+    if "weights_only" in params and params["weights_only"].kind != inspect.Parameter.VAR_KEYWORD:
+        kwargs["weights_only"] = False
+    return torch.load(path, **kwargs)
+
+
+def _compat_cuda_count() -> int:
+    if not torch.cuda.is_available():
+        return 0
+    return int(torch.cuda.device_count())
+
+
+def gpu_total_memory(index: int = 0) -> int:
+    """Total memory in bytes of CUDA device `index`.
+
+    Reads `total_memory`, falling back to `total_mem` (the attribute name differs across torch
+    builds; the seed's notebook died on `total_mem`).
+    """
+    count = _compat_cuda_count()
+    if count == 0:
+        raise RuntimeError("gpu_total_memory: no CUDA GPU is visible to torch")
+    if not 0 <= index < count:
+        raise ValueError(f"gpu_total_memory: GPU index {index} out of range ({count} visible)")
+    props = torch.cuda.get_device_properties(index)
+    for attr in ("total_memory", "total_mem"):
+        value = getattr(props, attr, None)
+        if value is not None:
+            return int(value)
+    raise RuntimeError(
+        f"gpu_total_memory: device properties of GPU {index} have neither 'total_memory' nor "
+        f"'total_mem' (torch {torch.__version__})"
+    )
+
+
+def make_plateau_scheduler(optimizer, **kw):
+    """`ReduceLROnPlateau(optimizer, mode="min", **kw)` with only the arguments this torch takes.
+
+    `verbose` is dropped where the installed torch no longer has it (removed in 2.7) or only
+    keeps it as a deprecated placeholder (2.2-2.6 warn when it is passed).
+    """
+    kw.setdefault("mode", "min")
+    cls = torch.optim.lr_scheduler.ReduceLROnPlateau
+    params = _compat_parameters(cls.__init__)
+    takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for name in _COMPAT_DROPPABLE_PLATEAU_ARGS:
+        if name not in kw:
+            continue
+        param = params.get(name)
+        deprecated = param is not None and param.default == "deprecated"
+        if (param is None and not takes_any) or deprecated:
+            kw.pop(name)
+    return cls(optimizer, **kw)
+
+
+_COMPAT_ARCH_RE = re.compile(r"^(sm|compute)_(\d+)(\d)([a-z]?)$")
+
+
+def _compat_parse_arch(entry: str):
+    """'sm_86' -> ('sm', 8, 6, ''); 'compute_90' -> ('compute', 9, 0, ''); None if unknown."""
+    m = _COMPAT_ARCH_RE.match(entry.strip())
+    if m is None:
+        return None
+    return m.group(1), int(m.group(2)), int(m.group(3)), m.group(4)
+
+
+def _compat_arch_supports(arch_list, capability) -> bool:
+    """Whether a torch built for `arch_list` has kernels that run on `capability` (major, minor).
+
+    A cubin for sm_XY runs on devices of the same major X with minor >= Y; PTX for compute_XY is
+    JIT-compiled for any device >= XY. Arch-specific variants (sm_90a) run only on exactly XY.
+    """
+    major, minor = capability
+    for entry in arch_list:
+        parsed = _compat_parse_arch(entry)
+        if parsed is None:
+            continue
+        kind, a_major, a_minor, suffix = parsed
+        if suffix:
+            if (a_major, a_minor) == (major, minor):
+                return True
+        elif kind == "sm":
+            if a_major == major and a_minor <= minor:
+                return True
+        elif (a_major, a_minor) <= (major, minor):
+            return True
+    return False
+
+
+def _compat_arch_span(arch_list) -> str:
+    """'sm_70..sm_90 (+PTX compute_90)' for a human; the raw list when nothing parses."""
+    sms = sorted(
+        {(p[1], p[2]) for p in map(_compat_parse_arch, arch_list) if p and p[0] == "sm"}
+    )
+    ptx = sorted(
+        {(p[1], p[2]) for p in map(_compat_parse_arch, arch_list) if p and p[0] == "compute"}
+    )
+    if not sms and not ptx:
+        return ", ".join(arch_list) or "no CUDA architectures"
+    parts = []
+    if sms:
+        lo, hi = sms[0], sms[-1]
+        parts.append(f"sm_{lo[0]}{lo[1]}" + ("" if lo == hi else f"..sm_{hi[0]}{hi[1]}"))
+    if ptx:
+        parts.append("PTX " + ", ".join(f"compute_{a}{b}" for a, b in ptx))
+    return " + ".join(parts)
+
+
+def _compat_gpu_name(index: int) -> str:
+    try:
+        return str(torch.cuda.get_device_name(index))
+    except Exception:  # a name is cosmetic; never fail the check on it
+        return f"GPU {index}"
+
+
+def check_gpu_supported(probe: bool = True) -> str:
+    """Fail fast when the installed torch has no kernels for a visible GPU.
+
+    Returns a one-line description ("cpu (no GPU visible)" or the GPUs). Raises `RuntimeError`
+    naming the GPU, its architecture, what torch was built for and the fix, e.g. a Kaggle P100
+    (sm_60) under a torch built for sm_70 and newer. With `probe`, also runs a tiny kernel on
+    each GPU, which catches what the architecture list cannot tell.
+    """
+    count = _compat_cuda_count()
+    if count == 0:
+        return "cpu (no GPU visible)"
+    arch_list = list(torch.cuda.get_arch_list() or [])
+    described = []
+    for i in range(count):
+        name = _compat_gpu_name(i)
+        major, minor = torch.cuda.get_device_capability(i)
+        sm = f"sm_{major}{minor}"
+        if arch_list and not _compat_arch_supports(arch_list, (major, minor)):
+            raise RuntimeError(
+                f"{name} is {sm} but this torch {torch.__version__} was built for "
+                f"{_compat_arch_span(arch_list)}: choose the T4 accelerator (NvidiaTeslaT4) in "
+                f"the notebook settings"
+            )
+        if probe:
+            try:
+                value = (torch.ones(4, device=f"cuda:{i}") * 2).sum().item()
+            except Exception as exc:  # re-raised with the fix attached
+                raise RuntimeError(
+                    f"{name} ({sm}) cannot run a torch {torch.__version__} kernel ({exc}): "
+                    f"choose the T4 accelerator (NvidiaTeslaT4) in the notebook settings"
+                ) from exc
+            if value != 8:
+                raise RuntimeError(f"{name} ({sm}) computed 4*2 summed as {value}, not 8")
+        try:
+            mem = f", {gpu_total_memory(i) / 2**30:.1f} GiB"
+        except (RuntimeError, ValueError):
+            mem = ""
+        described.append(f"cuda:{i} {name} ({sm}{mem})")
+    return "; ".join(described)
+
+
+def _compat_version(dist: str):
+    """Installed version of distribution `dist`, or None (read from metadata: no import)."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment_report(work_dir=None) -> dict:
+    """Versions, GPUs, CPUs and free disk, as a JSON-ready dict (for the log and the summary)."""
+    work = Path(work_dir) if work_dir is not None else Path.cwd()
+    gpus = []
+    for i in range(_compat_cuda_count()):
+        try:
+            mem = gpu_total_memory(i)
+        except (RuntimeError, ValueError):
+            mem = None
+        major, minor = torch.cuda.get_device_capability(i)
+        gpus.append(
+            {
+                "index": i,
+                "name": _compat_gpu_name(i),
+                "capability": f"sm_{major}{minor}",
+                "total_memory": mem,
+            }
+        )
+    try:
+        disk_free = shutil.disk_usage(work).free
+    except OSError:
+        disk_free = None
+    return {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "torch": str(torch.__version__),
+        "cuda": getattr(getattr(torch, "version", None), "cuda", None),
+        "torchaudio": _compat_version("torchaudio"),
+        "numpy": _compat_version("numpy"),
+        "soundfile": _compat_version("soundfile"),
+        "pesq": _compat_version("pesq"),
+        "pystoi": _compat_version("pystoi"),
+        "gpus": gpus,
+        "cpu_count": os.cpu_count(),
+        "work_dir": str(work),
+        "disk_free": disk_free,
+    }
+
+
+def format_environment(report: dict) -> str:
+    """Human-readable lines for `environment_report()`."""
+    libs = ", ".join(
+        f"{k} {report.get(k) or 'missing'}"
+        for k in ("torch", "torchaudio", "numpy", "soundfile", "pesq", "pystoi")
+    )
+    lines = [f"python {report.get('python')} | {libs}"]
+    if report.get("cuda"):
+        lines.append(f"CUDA build {report['cuda']}")
+    gpus = report.get("gpus") or []
+    if not gpus:
+        lines.append("GPU: none visible (CPU run)")
+    for gpu in gpus:
+        mem = gpu.get("total_memory")
+        mem_s = f"{mem / 2**30:.1f} GiB" if mem else "memory unknown"
+        lines.append(f"GPU {gpu['index']}: {gpu['name']} ({gpu['capability']}, {mem_s})")
+    free = report.get("disk_free")
+    free_s = f"{free / 2**30:.1f} GiB free" if free is not None else "free space unknown"
+    lines.append(f"CPUs: {report.get('cpu_count')} | disk {report.get('work_dir')}: {free_s}")
+    return "\n".join(lines)

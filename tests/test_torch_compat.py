@@ -1,0 +1,307 @@
+"""compat.torch_compat against the installed torch and against fakes of other torch generations."""
+
+import json
+import pickle
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from compat import torch_compat as tc
+
+# ---------------------------------------------------------------------------- fakes
+
+
+def _fake_cuda(devices, arch_list, kernel_error=None):
+    """A fake `torch.cuda` with `devices` = [(name, (major, minor), props)]."""
+    return types.SimpleNamespace(
+        is_available=lambda: bool(devices),
+        device_count=lambda: len(devices),
+        get_device_name=lambda i: devices[i][0],
+        get_device_capability=lambda i: devices[i][1],
+        get_device_properties=lambda i: devices[i][2],
+        get_arch_list=lambda: list(arch_list),
+    )
+
+
+def _fake_torch(cuda, *, load=None, plateau=None, kernel_error=None, version="2.9.0+cu126"):
+    def ones(n, device=None):
+        if kernel_error is not None:
+            raise RuntimeError(kernel_error)
+        return torch.ones(n)
+
+    return types.SimpleNamespace(
+        __version__=version,
+        version=types.SimpleNamespace(cuda="12.6"),
+        cuda=cuda,
+        load=load or torch.load,
+        ones=ones,
+        optim=types.SimpleNamespace(
+            lr_scheduler=types.SimpleNamespace(ReduceLROnPlateau=plateau)
+        ),
+    )
+
+
+T4_PROPS = types.SimpleNamespace(total_memory=15_828_320_256)
+ARCH_70_90 = ["sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """Install a fake torch into compat.torch_compat: fake(cuda=..., load=..., ...)."""
+
+    def install(devices=(), arch_list=(), **kw):
+        ft = _fake_torch(_fake_cuda(list(devices), arch_list), **kw)
+        monkeypatch.setattr(tc, "torch", ft)
+        return ft
+
+    return install
+
+
+# ---------------------------------------------------------------------------- torch_load
+
+
+class _Cfg:
+    """A non-tensor object that weights_only=True refuses to unpickle."""
+
+    def __init__(self, lr):
+        self.lr = lr
+
+
+def test_torch_load_reads_checkpoint_with_numpy_and_objects(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    state = {"model": {"w": torch.arange(3.0)}, "best": np.float64(0.25), "cfg": _Cfg(1e-3)}
+    torch.save(state, path)
+    if "weights_only" in tc._compat_parameters(torch.load):
+        with pytest.raises(pickle.UnpicklingError):  # the breakage this shim exists for
+            torch.load(path, weights_only=True)
+    loaded = tc.torch_load(path)
+    assert torch.equal(loaded["model"]["w"], torch.arange(3.0))
+    assert loaded["best"] == 0.25 and loaded["cfg"].lr == 1e-3
+
+
+def test_torch_load_passes_weights_only_false_when_named(fake):
+    calls = []
+
+    def load(f, map_location=None, pickle_module=None, *, weights_only=None, **pickle_args):
+        calls.append((f, map_location, weights_only, pickle_args))
+        return "ok"
+
+    fake(load=load)
+    assert tc.torch_load("x.pth", map_location="cuda:1") == "ok"
+    assert calls == [("x.pth", "cuda:1", False, {})]
+
+
+def test_torch_load_omits_weights_only_on_old_torch(fake):
+    calls = []
+
+    def load(f, map_location=None, pickle_module=None, **pickle_load_args):
+        # old torch forwards unknown kwargs to pickle, which would choke on weights_only
+        calls.append(pickle_load_args)
+        return "old"
+
+    fake(load=load)
+    assert tc.torch_load("x.pth") == "old"
+    assert calls == [{}]
+
+
+# ---------------------------------------------------------------------------- gpu_total_memory
+
+
+def test_gpu_total_memory_reads_total_memory(fake):
+    fake(devices=[("Tesla T4", (7, 5), T4_PROPS)], arch_list=ARCH_70_90)
+    assert tc.gpu_total_memory(0) == 15_828_320_256
+
+
+def test_gpu_total_memory_falls_back_to_total_mem(fake):
+    props = types.SimpleNamespace(total_mem=17_071_734_784)
+    fake(devices=[("Tesla P100-PCIE-16GB", (6, 0), props)], arch_list=ARCH_70_90)
+    assert tc.gpu_total_memory() == 17_071_734_784
+
+
+def test_gpu_total_memory_errors(fake):
+    fake(devices=[("Odd", (7, 5), types.SimpleNamespace())])
+    with pytest.raises(RuntimeError, match="neither 'total_memory' nor 'total_mem'"):
+        tc.gpu_total_memory(0)
+    with pytest.raises(ValueError, match="GPU index 3 out of range \\(1 visible\\)"):
+        tc.gpu_total_memory(3)
+    fake(devices=[])
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        tc.gpu_total_memory()
+
+
+def test_gpu_total_memory_real_torch_without_gpu():
+    if torch.cuda.is_available():
+        assert tc.gpu_total_memory(0) > 0
+    else:
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            tc.gpu_total_memory(0)
+
+
+# ---------------------------------------------------------------------------- plateau scheduler
+
+
+def _optimizer():
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+
+
+def test_plateau_scheduler_real_torch_drops_verbose_and_reduces_lr():
+    opt = _optimizer()
+    sched = tc.make_plateau_scheduler(opt, factor=0.5, patience=1, verbose=False)
+    assert isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert sched.mode == "min"
+    for loss in (1.0, 1.0, 1.0):  # no improvement for patience+1 steps halves the lr
+        sched.step(loss)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
+
+
+def test_plateau_scheduler_keeps_typos_loud():
+    with pytest.raises(TypeError):
+        tc.make_plateau_scheduler(_optimizer(), patiance=3)
+
+
+def _recording_plateau(verbose_default):
+    seen = {}
+
+    if verbose_default is None:
+
+        class Plateau:
+            def __init__(self, optimizer, mode="min", factor=0.1, patience=10):
+                seen.update(mode=mode, factor=factor, patience=patience)
+
+    else:
+
+        class Plateau:
+            def __init__(self, optimizer, mode="min", factor=0.1, patience=10,
+                         verbose=verbose_default):
+                seen.update(mode=mode, factor=factor, patience=patience, verbose=verbose)
+
+    return Plateau, seen
+
+
+@pytest.mark.parametrize(
+    "verbose_default, expect_verbose",
+    [(False, True), ("deprecated", "deprecated"), (None, None)],
+    ids=["torch<2.2 has verbose", "torch 2.2-2.6 deprecated", "torch>=2.7 removed"],
+)
+def test_plateau_scheduler_across_torch_generations(fake, verbose_default, expect_verbose):
+    plateau, seen = _recording_plateau(verbose_default)
+    fake(plateau=plateau)
+    tc.make_plateau_scheduler(object(), factor=0.3, patience=2, verbose=True)
+    assert seen["mode"] == "min" and seen["factor"] == 0.3 and seen["patience"] == 2
+    # "deprecated"/None: the fake saw its own default, i.e. verbose was not passed
+    assert seen.get("verbose") == expect_verbose
+
+
+# ---------------------------------------------------------------------------- check_gpu_supported
+
+
+def test_check_gpu_supported_real_torch():
+    desc = tc.check_gpu_supported()
+    if not torch.cuda.is_available():
+        assert desc == "cpu (no GPU visible)"
+    else:
+        assert desc.startswith("cuda:0 ")
+
+
+def test_check_gpu_supported_no_gpu(fake):
+    fake(devices=[], arch_list=ARCH_70_90)
+    assert tc.check_gpu_supported() == "cpu (no GPU visible)"
+
+
+def test_check_gpu_supported_rejects_p100_on_sm70_build(fake):
+    props = types.SimpleNamespace(total_memory=17_071_734_784)
+    fake(devices=[("Tesla P100-PCIE-16GB", (6, 0), props)], arch_list=ARCH_70_90,
+         version="2.6.0+cu124")
+    with pytest.raises(RuntimeError) as info:
+        tc.check_gpu_supported()
+    assert str(info.value) == (
+        "Tesla P100-PCIE-16GB is sm_60 but this torch 2.6.0+cu124 was built for sm_70..sm_90: "
+        "choose the T4 accelerator (NvidiaTeslaT4) in the notebook settings"
+    )
+
+
+def test_check_gpu_supported_accepts_two_t4(fake):
+    fake(devices=[("Tesla T4", (7, 5), T4_PROPS)] * 2, arch_list=ARCH_70_90)
+    assert tc.check_gpu_supported() == (
+        "cuda:0 Tesla T4 (sm_75, 14.7 GiB); cuda:1 Tesla T4 (sm_75, 14.7 GiB)"
+    )
+
+
+def test_check_gpu_supported_same_major_binary_compat(fake):
+    # an sm_80 cubin runs on sm_86/sm_89; it does not run on sm_75 (different major)
+    fake(devices=[("L4", (8, 9), T4_PROPS)], arch_list=["sm_80"])
+    assert "L4 (sm_89" in tc.check_gpu_supported()
+    fake(devices=[("Tesla T4", (7, 5), T4_PROPS)], arch_list=["sm_80", "sm_90"])
+    with pytest.raises(RuntimeError, match="Tesla T4 is sm_75 .* built for sm_80..sm_90"):
+        tc.check_gpu_supported()
+
+
+def test_check_gpu_supported_ptx_forward_compat(fake):
+    # no sm_100 cubin, but PTX for compute_90 is JIT-compiled on the newer GPU
+    fake(devices=[("B200", (10, 0), T4_PROPS)], arch_list=["sm_80", "sm_90", "compute_90"])
+    assert tc.check_gpu_supported().startswith("cuda:0 B200 (sm_100")
+    # PTX does not run backwards on an older GPU
+    fake(devices=[("Tesla P100", (6, 0), T4_PROPS)], arch_list=["compute_70"])
+    with pytest.raises(RuntimeError, match="built for PTX compute_70"):
+        tc.check_gpu_supported()
+
+
+def test_check_gpu_supported_arch_specific_variant_is_exact(fake):
+    fake(devices=[("H100", (9, 0), T4_PROPS)], arch_list=["sm_90a"])
+    assert "H100" in tc.check_gpu_supported()
+    fake(devices=[("RTX", (12, 0), T4_PROPS)], arch_list=["sm_90a"])
+    with pytest.raises(RuntimeError, match="RTX is sm_120"):
+        tc.check_gpu_supported()
+
+
+def test_check_gpu_supported_probe_failure_is_explained(fake):
+    fake(devices=[("Tesla T4", (7, 5), T4_PROPS)], arch_list=[],
+         kernel_error="CUDA error: no kernel image is available for execution on the device")
+    with pytest.raises(RuntimeError, match="Tesla T4 \\(sm_75\\) cannot run .*no kernel image.*T4"):
+        tc.check_gpu_supported()
+    assert tc.check_gpu_supported(probe=False).startswith("cuda:0 Tesla T4")
+
+
+def test_arch_parsing():
+    assert tc._compat_parse_arch("sm_86") == ("sm", 8, 6, "")
+    assert tc._compat_parse_arch("sm_120") == ("sm", 12, 0, "")
+    assert tc._compat_parse_arch("compute_90") == ("compute", 9, 0, "")
+    assert tc._compat_parse_arch("sm_90a") == ("sm", 9, 0, "a")
+    assert tc._compat_parse_arch("gfx90a") is None
+
+
+# ---------------------------------------------------------------------------- environment
+
+
+def test_environment_report_real(tmp_path):
+    report = tc.environment_report(tmp_path)
+    json.dumps(report)  # goes into the summary JSON as is
+    assert report["torch"] == torch.__version__
+    assert report["numpy"] == np.__version__
+    assert report["pesq"] and report["pystoi"] and report["soundfile"]
+    assert report["disk_free"] > 0 and report["cpu_count"] >= 1
+    text = tc.format_environment(report)
+    assert f"torch {torch.__version__}" in text
+    if not torch.cuda.is_available():
+        assert report["gpus"] == [] and "GPU: none visible" in text
+
+
+def test_environment_report_with_gpus(fake, tmp_path):
+    props = types.SimpleNamespace(total_mem=17_071_734_784)
+    fake(devices=[("Tesla T4", (7, 5), T4_PROPS), ("Tesla P100", (6, 0), props)])
+    report = tc.environment_report(tmp_path)
+    assert report["gpus"] == [
+        {"index": 0, "name": "Tesla T4", "capability": "sm_75", "total_memory": 15_828_320_256},
+        {"index": 1, "name": "Tesla P100", "capability": "sm_60", "total_memory": 17_071_734_784},
+    ]
+    assert report["cuda"] == "12.6"
+    text = tc.format_environment(report)
+    assert "GPU 0: Tesla T4 (sm_75, 14.7 GiB)" in text
+    assert "GPU 1: Tesla P100 (sm_60, 15.9 GiB)" in text
+
+
+def test_format_environment_marks_missing_torchaudio():
+    text = tc.format_environment({"python": "3.11", "torch": "2.13", "torchaudio": None})
+    assert "torchaudio missing" in text
