@@ -1,0 +1,183 @@
+"""Checkpoints: atomic writes, and a loader for our dicts and for the bare state_dicts of old runs.
+
+A checkpoint is a dict ``{model, optimizer, scheduler, scaler, epoch, best_val, config, format,
+...}`` where each component is a ``state_dict``. Old Kaggle runs saved a bare model state_dict
+(the seed's ``KeyError: 'model'``); ``load_checkpoint`` accepts those too. Loading goes through
+``compat.torch_compat.torch_load`` because our dicts hold plain Python/numpy values that
+``weights_only=True`` (the torch >= 2.6 default) refuses.
+"""
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from compat.torch_compat import torch_load
+
+CHECKPOINT_FORMAT = 1
+
+# Prefixes that wrappers add to parameter names: DDP/DataParallel ("module.") and torch.compile
+# ("_orig_mod."). A checkpoint saved from a wrapped model must load into the bare model.
+_CKPT_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint we can load; the message names the file."""
+
+
+def _ckpt_state_of(value: Any) -> Any:
+    """Turn a module/optimizer/scheduler/scaler into its state_dict; leave plain values alone."""
+    if isinstance(value, nn.Module):
+        return unwrap_model(value).state_dict()
+    if hasattr(value, "state_dict") and callable(value.state_dict):
+        return value.state_dict()
+    return value
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare model inside DDP/DataParallel/torch.compile wrappers."""
+    while True:
+        # Explicit checks: `or` would call __len__ on a Sequential and skip an empty one.
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def save_checkpoint(path, **state) -> Path:
+    """Write ``state`` (plus ``format``) to ``path`` atomically; return the path.
+
+    Modules, optimizers, schedulers and grad scalers may be passed as objects: their
+    ``state_dict()`` is stored. The bytes go to a temporary file in the same folder, are flushed
+    and fsynced, then ``os.replace``d over ``path``: a crash mid-write leaves the previous file
+    (or none), never a truncated one under the real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {key: _ckpt_state_of(value) for key, value in state.items()}
+    payload["format"] = CHECKPOINT_FORMAT
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _ckpt_fsync_dir(path.parent)
+    return path
+
+
+def _ckpt_fsync_dir(folder: Path) -> None:
+    """Make the rename durable; best effort (not every OS/filesystem allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _ckpt_describe(obj: Any) -> str:
+    if isinstance(obj, Mapping):
+        keys = list(obj)[:5]
+        return f"a dict with keys {keys}" if keys else "an empty dict"
+    name = type(obj).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return f"{article} {name}"
+
+
+def _ckpt_is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) for k in obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
+
+
+def strip_wrapper_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop a ``module.``/``_orig_mod.`` prefix shared by every key (DDP, DataParallel, compile)."""
+    out = dict(state_dict)
+    changed = True
+    while changed and out:
+        changed = False
+        for prefix in _CKPT_WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in out):
+                out = {k[len(prefix):]: v for k, v in out.items()}
+                changed = True
+    return out
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """Read a checkpoint file into our dict form without loading it into anything.
+
+    A bare state_dict comes back as ``{"model": state_dict, "format": 0}``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint file not found")
+    try:
+        obj = torch_load(path, map_location=map_location)
+    except Exception as exc:  # truncated/corrupt files raise many different types
+        raise CheckpointError(
+            f"{path.name}: not a readable checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+    if isinstance(obj, Mapping) and "model" in obj:
+        if not _ckpt_is_state_dict(obj["model"]):
+            raise CheckpointError(
+                f"{path.name}: not a checkpoint: its 'model' entry is {_ckpt_describe(obj['model'])}"
+            )
+        ckpt = dict(obj)
+        ckpt.setdefault("format", 0)
+        if not isinstance(ckpt["format"], int) or ckpt["format"] > CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{path.name}: checkpoint format {ckpt['format']!r} is newer than this code "
+                f"reads ({CHECKPOINT_FORMAT}); update the toolkit"
+            )
+        return ckpt
+    if _ckpt_is_state_dict(obj):
+        return {"model": dict(obj), "format": 0}
+    raise CheckpointError(f"{path.name}: not a checkpoint: {_ckpt_describe(obj)}")
+
+
+def load_checkpoint(
+    path, model, optimizer=None, scheduler=None, scaler=None, map_location="cpu"
+) -> dict:
+    """Load ``path`` into ``model`` (and the optional training objects); return the checkpoint dict.
+
+    Accepts our checkpoint dicts and bare model state_dicts; strips DDP/compile prefixes from the
+    saved names and loads into the bare model even when ``model`` is wrapped. The optimizer,
+    scheduler and scaler are restored only when given AND present in the file.
+    """
+    path = Path(path)
+    ckpt = read_checkpoint(path, map_location=map_location)
+    state = strip_wrapper_prefix(ckpt["model"])
+    try:
+        unwrap_model(model).load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path.name}: weights do not fit {type(unwrap_model(model)).__name__}: {exc}"
+        ) from exc
+    for key, target in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
+        if target is not None and ckpt.get(key) is not None:
+            try:
+                target.load_state_dict(ckpt[key])
+            except (KeyError, ValueError, RuntimeError) as exc:
+                raise CheckpointError(f"{path.name}: cannot restore {key}: {exc}") from exc
+    return ckpt

@@ -1,0 +1,351 @@
+"""The training loop: Adam, warmup, plateau scheduling, early stopping, AMP on CUDA, checkpoints.
+
+One call trains one model and leaves in ``work_dir``: ``history.csv`` (rewritten every epoch),
+``last.pth`` (every epoch: everything needed to resume), ``<model>_best.pth`` (on improvement)
+and ``ckpt_ep{5,10,...}.pth``. When ``work_dir/last.pth`` exists the run resumes from it, so an
+interrupted Kaggle session continues where it stopped; resuming reproduces the uninterrupted
+run's weights exactly on CPU (RNG states, sampler seeds and the early-stopping counter are
+restored).
+
+Warmup: ``cfg.warmup_epochs`` when it is > 0, otherwise the model's ``default_warmup_epochs``
+(DPT: 3, CRN: 0). The learning rate rises linearly per optimiser step from ``lr/steps`` to
+``cfg.lr`` over the warmup epochs; the plateau scheduler starts after warmup.
+
+Distributed: when ``torch.distributed`` is initialised (``templates.distributed``), the model is
+wrapped in DDP, the train and validation losses are averaged over all ranks, and only the main
+process (``is_main``) writes files and prints.
+"""
+
+import csv
+import io
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from compat.torch_compat import make_plateau_scheduler
+from templates.checkpoint import load_checkpoint, save_checkpoint, unwrap_model
+
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds", "saved")
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training or validation loss became NaN/inf."""
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced. ``history``: one dict per epoch (``HISTORY_FIELDS``)."""
+
+    history: list = field(default_factory=list)
+    best_epoch: int = 0
+    best_val: float = math.inf
+    epochs_run: int = 0
+    train_seconds: float = 0.0
+    stopped_early: bool = False
+    best_path: str | None = None  # <model>_best.pth, None when no epoch improved
+
+
+def resolve_warmup_epochs(cfg, model: nn.Module) -> int:
+    """``cfg.warmup_epochs`` if set (> 0), else the model's ``default_warmup_epochs`` (or 0)."""
+    if cfg.warmup_epochs > 0:
+        return int(cfg.warmup_epochs)
+    return int(getattr(unwrap_model(model), "default_warmup_epochs", 0) or 0)
+
+
+def best_checkpoint_name(model_name: str) -> str:
+    return f"{model_name}_best.pth"
+
+
+def _train_distributed() -> tuple[bool, int]:
+    """(is distributed, world size)."""
+    if dist.is_available() and dist.is_initialized():
+        return True, dist.get_world_size()
+    return False, 1
+
+
+def _train_mean_over_ranks(total: float, count: int, device: torch.device) -> float:
+    """Sum of losses / number of batches over every rank (the loss each rank saw, averaged)."""
+    is_dist, world = _train_distributed()
+    if not is_dist or world == 1:
+        return total / max(count, 1)
+    # gloo reduces CPU tensors, nccl CUDA ones: put the pair on the model's device.
+    pair = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
+    dist.all_reduce(pair, op=dist.ReduceOp.SUM)
+    return float(pair[0] / pair[1].clamp_min(1.0))
+
+
+def _train_rng_state() -> dict:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _train_set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"])
+        except (RuntimeError, IndexError):
+            pass  # a different GPU count than the saved run: CUDA streams start fresh
+
+
+def _train_seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _train_start_epoch_data(loader, epoch: int, seed: int) -> None:
+    """Make epoch ``epoch``'s shuffle and crops a function of (seed, epoch) alone.
+
+    A DataLoader's generator advances with every epoch it shuffles; reseeding it per epoch
+    means a resumed run (fresh loader) draws the same order as the uninterrupted run.
+    """
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)  # DistributedSampler
+    dataset = getattr(loader, "dataset", None)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    epoch_seed = (seed * 1_000_003 + epoch) % (2**63)
+    for gen in (getattr(loader, "generator", None), getattr(sampler, "generator", None)):
+        if isinstance(gen, torch.Generator):
+            gen.manual_seed(epoch_seed)
+
+
+def _train_write_history(path: Path, history: list) -> None:
+    """Rewrite ``history.csv`` atomically (a reader never sees half a file)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row.get(k) for k in HISTORY_FIELDS})
+    fd, tmp = tempfile.mkstemp(prefix=".history.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def format_epoch_line(row: dict, warmup: bool = False, lr_dropped: bool = False) -> str:
+    """``Ep04 tr=0.0564 va=0.0549 lr=1.0e-03 41s SAVED`` (the seed's log line, plus lr/time)."""
+    notes = []
+    if row["saved"]:
+        notes.append("SAVED")
+    if warmup:
+        notes.append("(warmup)")
+    if lr_dropped:
+        notes.append(f"lr->{row['lr']:.1e}")
+    return (
+        f"Ep{row['epoch']:02d} tr={row['train_loss']:.4f} va={row['val_loss']:.4f} "
+        f"lr={row['lr']:.1e} {row['seconds']:.0f}s" + ("  " + " ".join(notes) if notes else "")
+    )
+
+
+def _train_steps_per_epoch(loader, max_steps) -> int:
+    try:
+        n = len(loader)
+    except TypeError:
+        n = max_steps or 0
+    return min(n, max_steps) if max_steps else n
+
+
+def train_model(
+    model: nn.Module,
+    train_loader,
+    val_loader,
+    loss_fn,
+    cfg,
+    device: torch.device,
+    *,
+    work_dir=None,
+    is_main: bool = True,
+) -> TrainResult:
+    """Train ``model`` on batches ``(noisy (B,T), clean (B,T))``; return a ``TrainResult``.
+
+    ``loss_fn(est (B,T), clean (B,T)) -> scalar``. ``work_dir`` defaults to ``cfg.work_dir``;
+    files are written only when ``is_main``. ``model`` is moved to ``device`` (and wrapped in DDP
+    when torch.distributed is initialised); the caller's object holds the final weights.
+    """
+    device = torch.device(device)
+    work = Path(work_dir if work_dir is not None else cfg.work_dir)
+    if is_main:
+        work.mkdir(parents=True, exist_ok=True)
+    use_amp = device.type == "cuda"
+    is_dist, world = _train_distributed()
+
+    _train_seed_everything(cfg.seed)
+    bare = unwrap_model(model).to(device)
+    net = bare
+    if is_dist and world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(
+            bare, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    optimizer = torch.optim.Adam(bare.parameters(), lr=cfg.lr)
+    scheduler = make_plateau_scheduler(
+        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    warmup_epochs = resolve_warmup_epochs(cfg, bare)
+    steps_per_epoch = _train_steps_per_epoch(train_loader, cfg.max_steps)
+    warmup_steps = warmup_epochs * steps_per_epoch
+
+    history: list = []
+    best_val, best_epoch, bad_epochs, start_epoch = math.inf, 0, 0, 1
+    train_seconds = 0.0
+    last_path = work / "last.pth"
+    best_path = work / best_checkpoint_name(cfg.model)
+    if last_path.exists():
+        ckpt = load_checkpoint(
+            last_path, bare, optimizer, scheduler, scaler, map_location=device
+        )
+        saved_model = (ckpt.get("config") or {}).get("model")
+        if saved_model not in (None, cfg.model):
+            raise ValueError(
+                f"{last_path}: is from a '{saved_model}' run, this run trains '{cfg.model}'; "
+                f"delete it or use another work_dir"
+            )
+        history = list(ckpt.get("history", []))
+        best_val = float(ckpt.get("best_val", math.inf))
+        best_epoch = int(ckpt.get("best_epoch", 0))
+        bad_epochs = int(ckpt.get("bad_epochs", 0))
+        train_seconds = float(ckpt.get("train_seconds", 0.0))
+        start_epoch = int(ckpt["epoch"]) + 1
+        if "rng" in ckpt:
+            _train_set_rng_state(ckpt["rng"])
+        if is_main:
+            print(f"resuming from {last_path} after epoch {ckpt['epoch']} (best va={best_val:.4f})")
+
+    stopped_early = bad_epochs >= cfg.patience and start_epoch > 1
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if stopped_early:
+            break
+        t0 = time.perf_counter()
+        _train_start_epoch_data(train_loader, epoch, cfg.seed)
+        net.train()
+        total, count = 0.0, 0
+        lr_before = optimizer.param_groups[0]["lr"]
+        bar = tqdm(
+            total=steps_per_epoch, desc=f"Ep{epoch:02d}", disable=not is_main,
+            leave=False, mininterval=5.0, dynamic_ncols=True,
+        )
+        for step, (noisy, clean) in enumerate(train_loader):
+            if cfg.max_steps and step >= cfg.max_steps:
+                break
+            global_step = (epoch - 1) * steps_per_epoch + step
+            if global_step < warmup_steps:
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * (global_step + 1) / warmup_steps
+            elif warmup_steps and global_step == warmup_steps:
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr
+            noisy = noisy.to(device, non_blocking=True)
+            clean = clean.to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                est = net(noisy)  # (B, T)
+            loss = loss_fn(est.float(), clean.float())  # loss in fp32 even under AMP
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(bare.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            total += float(loss.detach())
+            count += 1
+            bar.update(1)
+            if is_main and count % 50 == 0:
+                bar.set_postfix(loss=f"{total / count:.4f}")
+        bar.close()
+        train_loss = _train_mean_over_ranks(total, count, device)
+        val_loss = evaluate_loss(net, val_loader, loss_fn, device, max_steps=cfg.max_steps)
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            raise TrainingDivergedError(
+                f"epoch {epoch}: loss is not finite (train {train_loss}, val {val_loss}); "
+                f"lower lr (now {cfg.lr}) or grad_clip (now {cfg.grad_clip})"
+            )
+        in_warmup = epoch <= warmup_epochs
+        if not in_warmup:
+            scheduler.step(val_loss)
+        lr_now = optimizer.param_groups[0]["lr"]
+        improved = val_loss < best_val
+        if improved:
+            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
+        else:
+            bad_epochs += 1
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        row = {
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr_now,
+            "seconds": round(seconds, 3), "saved": bool(improved),
+        }
+        history.append(row)
+        if is_main:
+            config = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(vars(cfg))
+            common = dict(
+                model=bare, epoch=epoch, best_val=best_val, best_epoch=best_epoch, config=config
+            )
+            if improved:
+                save_checkpoint(best_path, val_loss=val_loss, **common)
+            if epoch % cfg.checkpoint_every == 0:
+                save_checkpoint(work / f"ckpt_ep{epoch}.pth", val_loss=val_loss, **common)
+            save_checkpoint(
+                last_path, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                history=history, bad_epochs=bad_epochs, train_seconds=train_seconds,
+                rng=_train_rng_state(), **common,
+            )
+            _train_write_history(work / "history.csv", history)
+            print(format_epoch_line(row, warmup=in_warmup, lr_dropped=lr_now < lr_before and not in_warmup), flush=True)
+        if bad_epochs >= cfg.patience:
+            stopped_early = True
+            if is_main:
+                print(f"early stop: no improvement in {cfg.patience} epochs (best Ep{best_epoch:02d})")
+            break
+    if is_dist and world > 1:
+        dist.barrier()  # rank 0's files are complete before any rank returns
+    return TrainResult(
+        history=history, best_epoch=best_epoch, best_val=best_val, epochs_run=len(history),
+        train_seconds=train_seconds, stopped_early=stopped_early,
+        best_path=str(best_path) if best_epoch else None,
+    )
+
+
+@torch.no_grad()
+def evaluate_loss(net: nn.Module, loader, loss_fn, device, max_steps=None) -> float:
+    """Mean ``loss_fn`` over ``loader`` (at most ``max_steps`` batches), averaged over ranks."""
+    net.eval()
+    use_amp = torch.device(device).type == "cuda"
+    total, count = 0.0, 0
+    for step, (noisy, clean) in enumerate(loader):
+        if max_steps and step >= max_steps:
+            break
+        noisy, clean = noisy.to(device), clean.to(device)
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.float16, enabled=use_amp):
+            est = net(noisy)
+        total += float(loss_fn(est.float(), clean.float()))
+        count += 1
+    return float(_train_mean_over_ranks(total, count, torch.device(device)))

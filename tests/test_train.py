@@ -1,0 +1,193 @@
+"""The training loop: files it writes, resume exactness, warmup, early stopping, step caps."""
+
+import csv
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from templates.checkpoint import read_checkpoint
+from templates.config import RunConfig
+from templates.train import (
+    HISTORY_FIELDS,
+    TrainingDivergedError,
+    resolve_warmup_epochs,
+    train_model,
+)
+
+CPU = torch.device("cpu")
+
+
+class TinyMasker(nn.Module):
+    """A 1-layer waveform masker with dropout, so RNG state matters for exact resume."""
+
+    default_warmup_epochs = 0
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, kernel_size=5, padding=2)
+        self.drop = nn.Dropout(0.2)
+
+    def forward(self, wav):  # (B, T) -> (B, T)
+        mask = torch.sigmoid(self.drop(self.conv(wav.unsqueeze(1)))).squeeze(1)
+        return wav * mask
+
+
+class WarmModel(TinyMasker):
+    default_warmup_epochs = 3
+
+
+class NoisyPairs(Dataset):
+    """Items (noisy, clean) whose crop depends on the epoch, like AlignedCropDataset."""
+
+    def __init__(self, n=12, length=64, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.clean = torch.randn(n, length * 2, generator=g)
+        self.noise = 0.5 * torch.randn(n, length * 2, generator=g)
+        self.length = length
+        self.epoch = 0
+        self.epochs_seen = []
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        self.epochs_seen.append(epoch)
+
+    def __len__(self):
+        return len(self.clean)
+
+    def __getitem__(self, i):
+        off = (i * 7 + self.epoch * 13) % self.length
+        c = self.clean[i, off: off + self.length]
+        return c + self.noise[i, off: off + self.length], c
+
+
+def _loaders(seed=0, batch=4):
+    train = DataLoader(NoisyPairs(seed=seed), batch_size=batch, shuffle=True, num_workers=0,
+                       generator=torch.Generator().manual_seed(seed))
+    val = DataLoader(NoisyPairs(n=6, seed=seed + 1), batch_size=batch, shuffle=False)
+    return train, val
+
+
+def l1(est, clean):
+    return (est - clean).abs().mean()
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(model="tiny", work_dir=str(tmp_path), epochs=2, lr=1e-2, seed=3, patience=5,
+                checkpoint_every=1, num_workers=0)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_writes_history_and_checkpoints(tmp_path, capsys):
+    train, val = _loaders()
+    cfg = _cfg(tmp_path, epochs=4, checkpoint_every=2)
+    res = train_model(TinyMasker(), train, val, l1, cfg, CPU)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["ckpt_ep2.pth", "ckpt_ep4.pth", "history.csv", "last.pth", "tiny_best.pth"]
+    with open(tmp_path / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == HISTORY_FIELDS
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert res.epochs_run == 4 and len(res.history) == 4
+    assert isinstance(res.history[0]["val_loss"], float)
+    assert res.best_val == min(r["val_loss"] for r in res.history)
+    assert res.history[res.best_epoch - 1]["saved"] is True
+    best = read_checkpoint(tmp_path / "tiny_best.pth")
+    assert best["epoch"] == res.best_epoch and best["config"]["model"] == "tiny"
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]  # it learns
+    out = capsys.readouterr().out
+    assert "Ep01 tr=" in out and " va=" in out and "SAVED" in out
+
+
+def test_not_main_writes_nothing(tmp_path):
+    train, val = _loaders()
+    train_model(TinyMasker(), train, val, l1, _cfg(tmp_path / "w"), CPU, is_main=False)
+    assert not (tmp_path / "w").exists()
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_reproduces_uninterrupted_run_exactly(tmp_path):
+    torch.manual_seed(0)
+    straight_model = TinyMasker()
+    init = _weights(straight_model)
+    train, val = _loaders()
+    cfg = _cfg(tmp_path / "a", epochs=3, warmup_epochs=1, plateau_patience=0)
+    straight = train_model(straight_model, train, val, l1, cfg, CPU)
+
+    # Interrupted: 1 epoch, then a "new process": fresh objects, a disturbed global RNG.
+    first = TinyMasker()
+    first.load_state_dict(init)
+    train, val = _loaders()
+    train_model(first, train, val, l1, cfg.replace(work_dir=str(tmp_path / "b"), epochs=1), CPU)
+    torch.manual_seed(999)
+    resumed_model = TinyMasker()  # different random init: must be overwritten by last.pth
+    train, val = _loaders()
+    resumed = train_model(resumed_model, train, val, l1,
+                          cfg.replace(work_dir=str(tmp_path / "b")), CPU)
+    for k, v in straight_model.state_dict().items():
+        assert torch.equal(v, resumed_model.state_dict()[k]), k
+    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in straight.history]
+    assert resumed.best_epoch == straight.best_epoch and resumed.epochs_run == 3
+
+
+def test_resume_refuses_checkpoint_of_another_model(tmp_path):
+    train, val = _loaders()
+    train_model(TinyMasker(), train, val, l1, _cfg(tmp_path, epochs=1), CPU)
+    with pytest.raises(ValueError, match="is from a 'tiny' run, this run trains 'crn'"):
+        train_model(TinyMasker(), train, val, l1, _cfg(tmp_path, model="crn"), CPU)
+
+
+def test_max_steps_caps_train_and_val_batches_and_set_epoch_is_called(tmp_path):
+    train, val = _loaders(batch=2)  # 6 train batches, 3 val batches
+    calls = {"n": 0}
+
+    def counting(est, clean):
+        calls["n"] += 1
+        return l1(est, clean)
+
+    train_model(TinyMasker(), train, val, counting, _cfg(tmp_path, epochs=2, max_steps=2), CPU)
+    assert calls["n"] == 2 * (2 + 2)
+    assert train.dataset.epochs_seen == [1, 2]
+
+
+def test_warmup_from_config_or_model_default(tmp_path):
+    assert resolve_warmup_epochs(_cfg(tmp_path), WarmModel()) == 3
+    assert resolve_warmup_epochs(_cfg(tmp_path, warmup_epochs=1), WarmModel()) == 1
+    assert resolve_warmup_epochs(_cfg(tmp_path), TinyMasker()) == 0
+    train, val = _loaders()
+    res = train_model(WarmModel(), train, val, l1, _cfg(tmp_path, epochs=4, lr=1e-2), CPU)
+    lrs = [r["lr"] for r in res.history]
+    # 3 steps per epoch, 9 warmup steps: lr after epoch e's last step is lr * 3e / 9
+    assert lrs[:3] == pytest.approx([1e-2 / 3, 2e-2 / 3, 1e-2])
+    assert lrs[3] == pytest.approx(1e-2)
+
+
+def test_early_stopping_and_plateau(tmp_path):
+    train, val = _loaders()
+
+    def flat(est, clean):  # never improves after epoch 1
+        return (est * 0).sum() + 1.0
+
+    cfg = _cfg(tmp_path, epochs=10, patience=3, plateau_patience=0, plateau_factor=0.5)
+    res = train_model(TinyMasker(), train, val, flat, cfg, CPU)
+    assert res.stopped_early and res.epochs_run == 4 and res.best_epoch == 1
+    assert [r["lr"] for r in res.history] == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3])
+    # a resumed stopped run does not train further
+    again = train_model(TinyMasker(), train, val, flat, cfg, CPU)
+    assert again.epochs_run == 4 and again.stopped_early
+
+
+def test_divergence_is_reported(tmp_path):
+    train, val = _loaders()
+
+    def nan_loss(est, clean):
+        return (est * 0).sum() + math.nan
+
+    with pytest.raises(TrainingDivergedError, match="epoch 1: loss is not finite"):
+        train_model(TinyMasker(), train, val, nan_loss, _cfg(tmp_path), CPU)
