@@ -1,0 +1,260 @@
+"""Lint a rendered notebook as one program, the way Kaggle runs it.
+
+1. Every code cell parses.
+2. pyflakes over the concatenated code cells (a cell -> line map names the cell in messages):
+   undefined names, redefined or unused-then-redefined imports, and so on.
+3. Rules for the breakages that cost GPU hours on Kaggle, ast-based:
+   ``torchaudio.info``, the ``.total_mem`` attribute, ``ReduceLROnPlateau(verbose=...)``,
+   ``torch.load`` without ``weights_only``, hard-coded ``/kaggle/input/<slug>`` paths,
+   ``DataLoader(num_workers>0)`` without ``persistent_workers=True``, and any name bound
+   inside the notebook that shadows one of its imports (the seed's ``F`` that hid
+   ``torch.nn.functional``).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyflakes import api as pyflakes_api
+from pyflakes import reporter as pyflakes_reporter
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from builders.render import cell_section, read_notebook  # noqa: E402
+
+# pyflakes messages that are style, not breakage, in a notebook assembled from modules
+_IGNORED_PYFLAKES = ("imported but unused", "unable to detect undefined names")
+
+
+@dataclass(frozen=True)
+class LintIssue:
+    cell: int  # index in nb.cells
+    section: str
+    line: int  # line within the cell, 1-based
+    code: str
+    message: str
+
+    def format(self) -> str:
+        return f"cell {self.cell} ({self.section}) line {self.line}: {self.code} {self.message}"
+
+
+class NotebookLintError(ValueError):
+    """Raised by :func:`raise_for_issues` with every issue in the message."""
+
+
+# --------------------------------------------------------------------------------------------
+# Kaggle-breakage rules: each takes a parsed cell and yields (line, code, message)
+# --------------------------------------------------------------------------------------------
+def _call_name(node: ast.Call) -> str:
+    f = node.func
+    if isinstance(f, ast.Name):
+        return f.id
+    if isinstance(f, ast.Attribute):
+        return f.attr
+    return ""
+
+
+def _kw(node: ast.Call, name: str) -> ast.keyword | None:
+    return next((k for k in node.keywords if k.arg == name), None)
+
+
+def _has_star_kwargs(node: ast.Call) -> bool:
+    return any(k.arg is None for k in node.keywords)
+
+
+def rule_torchaudio_info(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "info" and \
+                isinstance(node.value, ast.Name) and node.value.id == "torchaudio":
+            yield node.lineno, "KG001", "torchaudio.info was removed in current torchaudio; use audio_info()"
+
+
+def rule_total_mem(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "total_mem":
+            yield node.lineno, "KG002", (".total_mem is not a device-properties attribute on current "
+                                         "torch; use gpu_total_memory() (total_memory fallback)")
+
+
+def rule_plateau_verbose(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _call_name(node) == "ReduceLROnPlateau" and _kw(node, "verbose"):
+            yield node.lineno, "KG003", "ReduceLROnPlateau(verbose=...) was removed; drop verbose"
+
+
+def rule_torch_load(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr == "load" and isinstance(node.func.value, ast.Name) and \
+                node.func.value.id == "torch" and not _kw(node, "weights_only") and \
+                not _has_star_kwargs(node):
+            yield node.lineno, "KG004", ("torch.load without weights_only: its default changed to "
+                                         "True in torch 2.6; pass it explicitly (or use torch_load())")
+
+
+def rule_kaggle_input_path(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            value = node.value.strip()
+            if value.startswith("/kaggle/input/") and value.rstrip("/") != "/kaggle/input":
+                yield node.lineno, "KG005", (f"hard-coded dataset path {value!r}: mount paths change "
+                                             f"(/kaggle/input/datasets/<owner>/<slug>/); walk "
+                                             f"DATA_DIR with find_dataset()")
+
+
+def rule_dataloader_workers(tree: ast.AST):
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and _call_name(node) == "DataLoader"):
+            continue
+        workers = _kw(node, "num_workers")
+        if workers is None or (isinstance(workers.value, ast.Constant) and workers.value.value == 0):
+            continue
+        persistent = _kw(node, "persistent_workers")
+        if persistent is None and not _has_star_kwargs(node) or (
+            persistent is not None and isinstance(persistent.value, ast.Constant)
+            and persistent.value.value is not True
+        ):
+            yield node.lineno, "KG006", ("DataLoader with num_workers > 0 needs persistent_workers=True "
+                                         "(workers torn down every epoch flood the log and slow it)")
+
+
+KAGGLE_RULES = (rule_torchaudio_info, rule_total_mem, rule_plateau_verbose, rule_torch_load,
+                rule_kaggle_input_path, rule_dataloader_workers)
+
+
+def _imported_names(tree: ast.Module) -> dict[str, tuple[str, int]]:
+    """Top-level import bindings: name -> (what it is bound to, line)."""
+    names: dict[str, tuple[str, int]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                bound = a.asname or a.name.split(".")[0]
+                names[bound] = (a.name if a.asname else a.name.split(".")[0], node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            for a in node.names:
+                names[a.asname or a.name] = (f"{node.module}.{a.name}", node.lineno)
+    return names
+
+
+def _bound_names(tree: ast.AST):
+    """Every (name, line) bound anywhere except by imports: assignments, loops, args, with, except."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            yield node.id, node.lineno
+        elif isinstance(node, ast.arg):
+            yield node.arg, node.lineno
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            yield node.name, node.lineno
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield node.name, node.lineno
+
+
+# --------------------------------------------------------------------------------------------
+class _Collect(pyflakes_reporter.Reporter):
+    def __init__(self) -> None:
+        self.messages: list[tuple[int, str]] = []
+        self.errors: list[str] = []
+
+    def unexpectedError(self, filename, msg):  # noqa: N802 (pyflakes API)
+        self.errors.append(str(msg))
+
+    def syntaxError(self, filename, msg, lineno, offset, text):  # noqa: N802
+        self.messages.append((lineno or 0, f"syntax error: {msg}"))
+
+    def flake(self, message):
+        self.messages.append((message.lineno, message.message % message.message_args))
+
+
+def lint_cells(cells: list[tuple[int, str, str]]) -> list[LintIssue]:
+    """Lint ``(cell index, section, source)`` code cells as one program."""
+    issues: list[LintIssue] = []
+    parsed: list[tuple[int, str, str, ast.Module]] = []
+    for index, section, source in cells:
+        try:
+            parsed.append((index, section, source, ast.parse(source)))
+        except SyntaxError as exc:
+            issues.append(LintIssue(index, section, exc.lineno or 0, "E999", f"syntax error: {exc.msg}"))
+    if issues:
+        return issues
+
+    # 2. pyflakes over the whole program, messages mapped back to cells
+    line_map: list[tuple[int, int, str]] = []  # (first global line, cell, section)
+    chunks: list[str] = []
+    line = 1
+    for index, section, source, _tree in parsed:
+        line_map.append((line, index, section))
+        chunks.append(source.rstrip("\n") + "\n\n")
+        line += source.rstrip("\n").count("\n") + 2
+    collector = _Collect()
+    pyflakes_api.check("".join(chunks), "notebook", collector)
+
+    def locate(global_line: int) -> tuple[int, str, int]:
+        start, cell, section = max((m for m in line_map if m[0] <= global_line), default=line_map[0])
+        return cell, section, global_line - start + 1
+
+    for gline, msg in collector.messages:
+        if any(skip in msg for skip in _IGNORED_PYFLAKES):
+            continue
+        cell, section, local = locate(gline)
+        issues.append(LintIssue(cell, section, local, "F", msg))
+    for err in collector.errors:
+        issues.append(LintIssue(-1, "?", 0, "F", err))
+
+    # 3. Kaggle rules per cell; shadowed imports across the whole program
+    imports: dict[str, tuple[str, int, int, str]] = {}  # name -> (target, cell, line, section)
+    for index, section, _source, tree in parsed:
+        for rule in KAGGLE_RULES:
+            for lineno, code, message in rule(tree):
+                issues.append(LintIssue(index, section, lineno, code, message))
+        for name, (target, lineno) in _imported_names(tree).items():
+            seen = imports.get(name)
+            if seen is not None and seen[0] != target:
+                issues.append(LintIssue(index, section, lineno, "KG007",
+                                        f"import of {name!r} as {target} redefines {seen[0]} "
+                                        f"imported in cell {seen[1]} ({seen[3]})"))
+            imports.setdefault(name, (target, index, lineno, section))
+    for index, section, _source, tree in parsed:
+        for name, lineno in _bound_names(tree):
+            if name in imports:
+                target, icell, _iline, isection = imports[name]
+                issues.append(LintIssue(index, section, lineno, "KG007",
+                                        f"{name!r} shadows the import of {target} "
+                                        f"(cell {icell}, {isection}); rename it"))
+    return sorted(set(issues), key=lambda i: (i.cell, i.line, i.code, i.message))
+
+
+def lint_notebook(nb) -> list[LintIssue]:
+    cells = [(i, cell_section(c), c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    return lint_cells(cells)
+
+
+def lint_path(path: Path) -> list[LintIssue]:
+    return lint_notebook(read_notebook(path))
+
+
+def raise_for_issues(issues: list[LintIssue], what: str = "notebook") -> None:
+    if issues:
+        raise NotebookLintError(f"{what}: {len(issues)} lint issue(s):\n" +
+                                "\n".join("  " + i.format() for i in issues))
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = [Path(p) for p in (sys.argv[1:] if argv is None else argv)]
+    if not paths:
+        print("usage: python smoke/lint.py NOTEBOOK.ipynb ...", file=sys.stderr)
+        return 2
+    status = 0
+    for path in paths:
+        issues = lint_path(path)
+        for issue in issues:
+            print(f"{path}: {issue.format()}")
+        status |= bool(issues)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

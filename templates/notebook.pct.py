@@ -1,0 +1,147 @@
+# Layout of every model's Kaggle notebook (jupytext percent format), rendered by builders/render.py.
+# `# %% [markdown]` cells may use {title}, {name}, {slug}, {description}, {dataset};
+# `# %% include=MODULE` pastes a module (`@model` is the spec's own model module);
+# `# %% parameters` becomes the papermill parameters cell; plain `# %%` cells are glue, kept short.
+
+# %% [markdown] section=intro
+# # {title}
+#
+# {description}
+#
+# Rendered from tested modules by `python builders/{name}.py`; do not edit this notebook by hand.
+# Dataset: `{dataset}` (mounted under `/kaggle/input`, found by walking it). Every output goes
+# to `WORK_DIR`: `{name}_best.pth`, `ckpt_ep*.pth`, `last.pth`, `history.csv`,
+# `training_curves.png`, `spectrogram_comparison.png`, `{name}_summary.json`.
+
+# %% [markdown] section=parameters
+# ## Parameters
+#
+# Run-specific values (the papermill `parameters` cell). A local rehearsal overrides them with a
+# small dataset, one epoch and a step cap; there is no second notebook for that.
+
+# %% parameters
+
+# %% [markdown] section=install
+# ## Install what the image lacks
+#
+# PESQ, STOI and the `.7z` reader are not in the Kaggle image; missing ones are pip-installed.
+
+# %% include=templates.setup
+
+# %%
+installed = ensure_packages(NOTEBOOK_REQUIREMENTS)
+print("installed:", ", ".join(installed) if installed else "nothing, all present")
+
+# %% [markdown] section=compat
+# ## Compatibility layer
+#
+# Library versions move under a notebook: these helpers avoid `torchaudio.info`, read GPU memory
+# with the `total_memory` fallback, call `torch.load` with an explicit `weights_only`, and build
+# `ReduceLROnPlateau` without `verbose`.
+
+# %% include=compat.audio
+
+# %% include=compat.torch_compat
+
+# %% [markdown] section=environment
+# ## Environment check
+#
+# Versions, the GPU and whether this PyTorch has kernels for it. Fails here, in seconds, rather
+# than at the first CUDA call after the data is prepared (P100 images lack sm_60 kernels).
+
+# %%
+print(format_environment(environment_report(WORK_DIR)))
+print(check_gpu_supported())
+
+# %% [markdown] section=config
+# ## Configuration
+
+# %% include=templates.config
+
+# %%
+cfg = RunConfig(
+    model=MODEL_NAME, data_dir=DATA_DIR, work_dir=WORK_DIR, epochs=EPOCHS,
+    batch_size=BATCH_SIZE, lr=LR, crop_seconds=CROP_SECONDS, seed=SEED, max_steps=MAX_STEPS,
+    smoke=SMOKE, num_workers=NUM_WORKERS, eval_mode=EVAL_MODE, max_test_files=MAX_TEST_FILES,
+    warmup_epochs=WARMUP_EPOCHS, patience=PATIENCE, loss=LOSS,
+)
+print(cfg)
+
+# %% [markdown] section=data
+# ## Data: discovery, extraction, pairing and checks
+#
+# The dataset is found by walking `DATA_DIR` (mount paths change), `.7z` archives are extracted
+# into the working directory, noisy and clean files are paired by name and checked: sample rate,
+# channels, durations from the headers, and the noisy/clean correlation of aligned crops.
+# Training crops take ONE offset for the noisy and the clean file.
+
+# %% include=templates.data
+
+# %% include=templates.datacheck
+
+# %% include=templates.pipeline
+
+# %%
+data = prepare_data(cfg)
+print(data.report.format())
+
+# %% [markdown] section=model
+# ## Model
+#
+# STFT front end, masker, mask, inverse STFT; models differ only in the masker.
+
+# %% include=templates.stft
+
+# %% include=templates.models.base
+
+# %% include=templates.models.registry
+
+# %% include=@model
+
+# %%
+print(format_parameter_split(build_model(cfg.model, **cfg.model_kwargs)))
+
+# %% [markdown] section=loss
+# ## Loss and metrics
+
+# %% include=templates.losses
+
+# %% include=templates.metrics
+
+# %% [markdown] section=training
+# ## Training
+#
+# Warmup where the model needs it, plateau scheduling, early stopping, AMP on CUDA, every visible
+# GPU; checkpoints are written atomically and an interrupted run resumes from `last.pth`.
+
+# %% include=templates.checkpoint
+
+# %% include=templates.train
+
+# %% include=templates.distributed
+
+# %%
+model, train_result = run_training(cfg, data)
+
+# %% [markdown] section=evaluation
+# ## Evaluation
+#
+# PESQ (wide band), STOI and SI-SDR of the noisy input and of the enhanced output on the test set.
+
+# %% include=templates.evaluate
+
+# %%
+eval_result = run_evaluation(cfg, model, data)
+
+# %% [markdown] section=outputs
+# ## Plots and summary
+
+# %% include=templates.plots
+
+# %% include=templates.summary
+
+# %%
+import json
+
+summary = write_outputs(cfg, model, train_result, eval_result)
+print(json.dumps(summary["metrics"], indent=2))

@@ -1,0 +1,87 @@
+"""Notebook lint: whole-program pyflakes with cell mapping, and the Kaggle-breakage rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from builders.render import REPO_ROOT, render_module
+from smoke.lint import NotebookLintError, lint_cells, raise_for_issues
+
+
+def lint(*sources: str):
+    return lint_cells([(i, f"s{i}", src) for i, src in enumerate(sources)])
+
+
+def codes(*sources: str) -> list[str]:
+    return [i.code for i in lint(*sources)]
+
+
+# Each rule: (code, failing source, passing source)
+RULES = [
+    ("KG001", "import torchaudio\nn = torchaudio.info('x.wav')\n",
+     "import torchaudio\nw, sr = torchaudio.load('x.wav')\n"),
+    ("KG002", "import torch\nm = torch.cuda.get_device_properties(0).total_mem\n",
+     "import torch\np = torch.cuda.get_device_properties(0)\n"
+     "m = getattr(p, 'total_memory', None) or getattr(p, 'total_mem', 0)\n"),
+    ("KG003", "import torch\nopt = None\n"
+     "s = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, verbose=False)\n",
+     "import torch\nopt = None\ns = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5)\n"),
+    ("KG004", "import torch\nck = torch.load('m.pth')\n",
+     "import torch\nck = torch.load('m.pth', map_location='cpu', weights_only=False)\n"),
+    ("KG005", "from pathlib import Path\nroot = Path('/kaggle/input/libri-speech-noise-dataset')\n",
+     "from pathlib import Path\nDATA_DIR = '/kaggle/input'\nroot = Path(DATA_DIR)\n"),
+    ("KG006", "from torch.utils.data import DataLoader\nds = []\nd = DataLoader(ds, num_workers=2)\n",
+     "from torch.utils.data import DataLoader\nds = []\n"
+     "d = DataLoader(ds, num_workers=2, persistent_workers=True)\n"),
+    ("KG007", "import torch.nn.functional as F\n\ndef f(x):\n    B, C, F, T = x.shape\n"
+     "    return F.interpolate(x, size=(4, 4))\n",
+     "import torch.nn.functional as F\n\ndef f(x):\n    B, C, f_enc, T = x.shape\n"
+     "    return F.interpolate(x, size=(f_enc, T))\n"),
+]
+
+
+@pytest.mark.parametrize(("code", "bad", "good"), RULES, ids=[r[0] for r in RULES])
+def test_rule_flags_failing_case_and_passes_fixed_case(code, bad, good):
+    assert code in codes(bad)
+    assert lint(good) == []
+
+
+def test_dataloader_rule_details():
+    base = "from torch.utils.data import DataLoader\nds = []\nw = 2\n"
+    assert codes(base + "d = DataLoader(ds, num_workers=0)\n") == []
+    assert codes(base + "d = DataLoader(ds)\n") == []
+    assert codes(base + "d = DataLoader(ds, num_workers=w, persistent_workers=w > 0)\n") == []
+    assert "KG006" in codes(base + "d = DataLoader(ds, num_workers=w, persistent_workers=False)\n")
+
+
+def test_undefined_name_is_reported_with_its_cell():
+    issues = lint("x = 1\n", "y = x + 1\nz = missing_name\n")
+    assert [(i.cell, i.section, i.line, i.code) for i in issues] == [(1, "s1", 2, "F")]
+    assert "missing_name" in issues[0].message
+
+
+def test_name_defined_in_a_later_cell_is_fine_inside_functions_only():
+    assert lint("def f():\n    return later\n", "later = 1\n") == []
+    assert [i.code for i in lint("y = later\n", "later = 1\n")] == ["F"]
+
+
+def test_import_redefined_as_something_else_across_cells():
+    issues = lint("import torch.nn.functional as F\nF.relu\n", "from scipy import signal as F\nF\n")
+    assert any(i.code == "KG007" and i.cell == 1 for i in issues)
+    assert lint("import torch\ntorch.ones(1)\n", "import torch\ntorch.zeros(1)\n") == []
+
+
+def test_syntax_error_names_cell():
+    issues = lint("x = 1\n", "def f(:\n")
+    assert [(i.cell, i.code) for i in issues] == [(1, "E999")]
+    with pytest.raises(NotebookLintError, match="cell 1"):
+        raise_for_issues(issues)
+
+
+@pytest.mark.skipif(not (REPO_ROOT / "compat/torch_compat.py").exists(), reason="compat not landed")
+def test_compat_module_itself_is_not_flagged():
+    """The shim uses torch.load(weights_only=...) and getattr fallbacks: no rule may fire."""
+    cells = [(0, "compat", render_module("compat.torch_compat").code)]
+    if (REPO_ROOT / "compat/audio.py").exists():
+        cells.append((1, "compat", render_module("compat.audio").code))
+    assert [i.format() for i in lint_cells(cells) if i.code.startswith("KG")] == []
