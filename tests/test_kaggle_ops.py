@@ -1,0 +1,464 @@
+"""Kaggle round trip with the REAL kaggle client against a loopback fake server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from builders import kaggle_ops, ledger
+from builders.kaggle_ops import (
+    KaggleCredentialsError,
+    KaggleRequestError,
+    RetryPolicy,
+    fetch_outputs,
+    kernel_status,
+    push_notebook,
+)
+from tests.kaggle_fake_server import FakeKaggle
+
+REPO = Path(__file__).resolve().parents[1]
+USER = "alice"
+KEY = "fake-kaggle-key-0123456789"
+REF = f"{USER}/dpt-speech-enhancement-test"
+FAST = RetryPolicy(attempts=3, backoff=0.001, max_delay=0.01, request_timeout=2.0)
+
+
+def make_push_folder(root: Path, ref: str = REF, **meta_overrides) -> Path:
+    """A small push folder like the builder renders: notebook + kernel-metadata.json."""
+    folder = root / "notebooks" / "dpt"
+    folder.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# DPT test notebook"),
+        nbformat.v4.new_code_cell("epochs = 1\nbatch_size = 2", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print('training', epochs)"),
+    ]
+    nbformat.write(nb, folder / "dpt.ipynb")
+    meta = {
+        "id": ref,
+        "title": "DPT Speech Enhancement Test",
+        "code_file": "dpt.ipynb",
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": True,
+        "enable_gpu": True,
+        "enable_internet": True,
+        "dataset_sources": ["earth16/libri-speech-noise-dataset"],
+        "competition_sources": [],
+        "kernel_sources": [],
+        "model_sources": [],
+        "machine_shape": "NvidiaTeslaT4",
+    }
+    meta.update(meta_overrides)
+    (folder / "kernel-metadata.json").write_text(json.dumps(meta, indent=2))
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
+
+
+def _clean_env(monkeypatch, home: Path) -> None:
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".kaggle"))
+    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "HTTP_PROXY", "http_proxy",
+                 "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "VERBOSE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """The fake server, with the real client pointed at it and a throwaway HOME."""
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    _clean_env(monkeypatch, home)
+    monkeypatch.setenv("KAGGLE_USERNAME", USER)
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+    server = FakeKaggle(username=USER, key=KEY, max_seconds=60).start()
+    from kaggle.api.kaggle_api_extended import KaggleApi
+    from kagglesdk import kaggle_env
+
+    # The client fixes these at its first import; point them at this test's server and HOME.
+    monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.LOCAL, server.url)
+    monkeypatch.setattr(KaggleApi, "args", ["--local"])
+    monkeypatch.setattr(KaggleApi, "config_dir", str(home / ".kaggle"))
+    monkeypatch.setattr(KaggleApi, "config", str(home / ".kaggle" / "kaggle.json"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def runs(tmp_path):
+    return tmp_path / "runs"
+
+
+# ------------------------------------------------------------------------------ import hygiene
+
+
+def test_import_is_quiet_and_does_not_load_kaggle(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env["HOME"] = str(tmp_path)
+    code = (
+        "import sys, builders.kaggle_ops, builders.ledger, builders.compare\n"
+        "assert 'kaggle' not in sys.modules, 'kaggle imported'\n"
+        "assert 'kagglesdk' not in sys.modules, 'kagglesdk imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == ""
+    assert list(tmp_path.iterdir()) == []  # no ~/.config/kaggle or ~/.kaggle created
+
+
+# ------------------------------------------------------------------------------ local refusals
+
+
+def test_placeholder_user_refused_before_network(tmp_path, monkeypatch, runs):
+    _clean_env(monkeypatch, tmp_path / "home")
+    folder = make_push_folder(tmp_path, ref="your-kaggle-username/dpt-speech-enhancement")
+    with pytest.raises(KaggleRequestError, match="placeholder user 'your-kaggle-username'"):
+        push_notebook(folder, runs_dir=runs, params={}, accelerator="")
+    assert not runs.exists()
+
+
+def test_missing_credentials_clear_message_nothing_written(tmp_path, monkeypatch, runs):
+    home = tmp_path / "home"
+    home.mkdir()
+    _clean_env(monkeypatch, home)
+    folder = make_push_folder(tmp_path)
+    before = snapshot(folder)
+    with pytest.raises(KaggleCredentialsError) as info:
+        push_notebook(folder, runs_dir=runs, params={}, accelerator="")
+    message = str(info.value)
+    assert "~/.kaggle/kaggle.json" in message and "KAGGLE_USERNAME" in message and "KAGGLE_KEY" in message
+    with pytest.raises(KaggleCredentialsError):
+        kernel_status(REF)
+    with pytest.raises(KaggleCredentialsError):
+        fetch_outputs(REF, runs_dir=runs, version=1)
+    assert not runs.exists()
+    assert snapshot(folder) == before
+    assert list(home.iterdir()) == []
+
+
+def test_world_readable_kaggle_json_warns(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    _clean_env(monkeypatch, home)
+    path = home / ".kaggle" / "kaggle.json"
+    path.write_text(json.dumps({"username": USER, "key": KEY}))
+    path.chmod(0o644)
+    warnings = []
+    secrets = kaggle_ops.check_credentials(warn=warnings.append)
+    assert secrets == [KEY]
+    assert len(warnings) == 1 and "chmod 600" in warnings[0] and KEY not in warnings[0]
+    path.chmod(0o600)
+    warnings.clear()
+    kaggle_ops.check_credentials(warn=warnings.append)
+    assert warnings == []
+
+
+def test_key_inside_notebook_is_refused(fake, tmp_path, runs):
+    folder = make_push_folder(tmp_path)
+    nb = folder / "dpt.ipynb"
+    nb.write_text(nb.read_text().replace("epochs = 1", f"epochs = 1  # {KEY}"))
+    with pytest.raises(KaggleCredentialsError, match="contains your Kaggle API key") as info:
+        push_notebook(folder, runs_dir=runs, params={}, accelerator="")
+    assert KEY not in str(info.value)
+    assert fake.requests == [] and not runs.exists()
+
+
+# ------------------------------------------------------------------------------ push
+
+
+def test_push_success_writes_ledger(fake, tmp_path, runs, capsys):
+    folder = make_push_folder(tmp_path)
+    before = snapshot(folder)
+    params = {"epochs": 30, "batch_size": 8, "lr": 1e-3}
+    record = push_notebook(folder, runs_dir=runs, params=params, accelerator="NvidiaTeslaT4")
+
+    assert fake.violations == []
+    (body,) = fake.calls("SaveKernel")
+    assert body["slug"] == REF and body["newTitle"] == "DPT Speech Enhancement Test"
+    assert body["datasetDataSources"] == ["earth16/libri-speech-noise-dataset"]
+    assert body["machineShape"] == "NvidiaTeslaT4" and body["enableGpu"] is True
+    assert json.loads(body["text"])["cells"][1]["source"] == "epochs = 1\nbatch_size = 2"
+
+    assert record["ref"] == REF and record["version"] == 1
+    assert record["url"] == f"https://www.kaggle.com/code/{REF}"
+    assert record["notebook_sha256"] == hashlib.sha256((folder / "dpt.ipynb").read_bytes()).hexdigest()
+    assert record["params"] == params and record["accelerator"] == "NvidiaTeslaT4"
+    assert record["time"].endswith("Z") and len(record["git_commit"] or "x" * 40) == 40
+    assert "version 1" in capsys.readouterr().out
+
+    (line,) = ledger.read_ledger(runs)
+    assert line == record
+    assert KEY not in (runs / "ledger.jsonl").read_text()
+    assert snapshot(folder) == before
+
+    second = push_notebook(folder, runs_dir=runs, params=params, accelerator="")
+    assert second["version"] == 2 and second["accelerator"] == "NvidiaTeslaT4"
+    assert ledger.latest_push(runs, REF)["version"] == 2
+
+
+def test_secret_in_params_is_redacted(fake, tmp_path, runs):
+    folder = make_push_folder(tmp_path)
+    record = push_notebook(folder, runs_dir=runs, params={"note": f"key={KEY}"}, accelerator="")
+    assert record["params"] == {"note": "<redacted>"}
+    assert KEY not in (runs / "ledger.jsonl").read_text()
+
+
+@pytest.mark.parametrize("message", ["Notebook not found", "Invalid dataset source earth16/nope"])
+def test_push_error_reply_not_retried(fake, tmp_path, runs, message):
+    folder = make_push_folder(tmp_path)
+    before = snapshot(folder)
+    fake.push_plan = [("error", message)]
+    with pytest.raises(KaggleRequestError, match=message):
+        push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)
+    assert len(fake.calls("SaveKernel")) == 1
+    assert not (runs / "ledger.jsonl").exists()
+    assert snapshot(folder) == before
+
+
+def test_push_4xx_not_retried(fake, tmp_path, runs):
+    folder = make_push_folder(tmp_path)
+    fake.push_plan = [("http", 404)]
+    with pytest.raises(KaggleRequestError, match="HTTP 404"):
+        push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)
+    assert len(fake.calls("SaveKernel")) == 1 and not runs.exists()
+
+
+def test_push_wrong_key_is_credentials_error(fake, tmp_path, runs, monkeypatch):
+    monkeypatch.setenv("KAGGLE_KEY", "wrong-key-000000")
+    folder = make_push_folder(tmp_path)
+    with pytest.raises(KaggleCredentialsError, match="rejected the credentials") as info:
+        push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)
+    assert "wrong-key-000000" not in str(info.value)
+    assert len(fake.calls("SaveKernel")) == 1 and not runs.exists()
+
+
+def test_push_500_retried_then_success(fake, tmp_path, runs, capsys):
+    folder = make_push_folder(tmp_path)
+    fake.push_plan = [("http", 500), ("http", 503)]
+    record = push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)
+    assert record["version"] == 1
+    assert len(fake.calls("SaveKernel")) == 3
+    assert "HTTP 500" in capsys.readouterr().err
+    assert len(ledger.read_ledger(runs)) == 1
+
+
+def test_push_persistent_500_fails_after_attempts(fake, tmp_path, runs):
+    folder = make_push_folder(tmp_path)
+    before = snapshot(folder)
+    fake.push_plan = [("http", 500)] * 5
+    with pytest.raises(KaggleRequestError, match="after 3 attempts: HTTP 500"):
+        push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)
+    assert len(fake.calls("SaveKernel")) == 3
+    assert not runs.exists()
+    assert snapshot(folder) == before
+
+
+def test_push_dropped_connection_retried_and_reported(fake, tmp_path, runs):
+    folder = make_push_folder(tmp_path)
+    fake.push_plan = ["drop"]
+    assert push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)["version"] == 1
+    fake.push_plan = ["drop"] * 3
+    with pytest.raises(KaggleRequestError, match="connection failed or dropped"):
+        push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)
+    assert len(ledger.read_ledger(runs)) == 1
+
+
+def test_push_timeout_retried(fake, tmp_path, runs):
+    folder = make_push_folder(tmp_path)
+    fake.push_plan = [("hang", 1.0)]
+    quick = RetryPolicy(attempts=2, backoff=0.001, request_timeout=0.3)
+    record = push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=quick)
+    assert record["version"] in (1, 2)  # the hung request may still have saved a version
+    assert len(fake.calls("SaveKernel")) == 2
+
+
+def test_push_subprocess_through_http_proxy(tmp_path):
+    """No patching: KAGGLE_API_ENVIRONMENT=LOCALHOST + HTTP_PROXY, as a user's shell would."""
+    folder = make_push_folder(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    with FakeKaggle(username=USER, key=KEY, max_seconds=60) as server:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("KAGGLE_") and k.lower() not in ("no_proxy", "https_proxy", "all_proxy")}
+        env.update(HOME=str(home), KAGGLE_USERNAME=USER, KAGGLE_KEY=KEY,
+                   KAGGLE_API_ENVIRONMENT="LOCALHOST", HTTP_PROXY=server.url, http_proxy=server.url)
+        code = (
+            "import sys, json\n"
+            "from pathlib import Path\n"
+            "from builders.kaggle_ops import push_notebook\n"
+            "r = push_notebook(Path(sys.argv[1]), runs_dir=Path(sys.argv[2]), params={'epochs': 3},"
+            " accelerator='NvidiaTeslaT4')\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", code, str(folder), str(tmp_path / "runs")],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert server.violations == [] and len(server.calls("SaveKernel")) == 1
+    assert f"pushed {REF} version 1" in proc.stdout
+    (record,) = ledger.read_ledger(tmp_path / "runs")
+    assert record["params"] == {"epochs": 3}
+
+
+# ------------------------------------------------------------------------------ status
+
+
+@pytest.mark.parametrize("wire, state", [
+    ("queued", "queued"), ("running", "running"), ("complete", "complete"),
+    ("error", "error"), ("cancelAcknowledged", "cancelled"), ("cancelRequested", "cancel_requested"),
+])
+def test_status_states(fake, wire, state):
+    fake.status_states = [wire]
+    seen = []
+    assert kernel_status(REF, echo=seen.append, retry=FAST) == state
+    assert seen == [f"{REF}: {state}"]
+    (body,) = fake.calls("GetKernelSessionStatus")
+    assert body["userName"] == USER and body["kernelSlug"] == REF.split("/")[1]
+
+
+def test_status_wait_echoes_changes_only(fake):
+    fake.status_states = ["queued", "queued", "running", "running", "running", "error"]
+    fake.status_failure = "CUDA error: no kernel image"
+    seen = []
+    state = kernel_status(REF, wait=True, interval=0.01, timeout=10, echo=seen.append, retry=FAST)
+    assert state == "error"
+    assert seen == [f"{REF}: queued (CUDA error: no kernel image)",
+                    f"{REF}: running (CUDA error: no kernel image)",
+                    f"{REF}: error (CUDA error: no kernel image)"]
+    assert len(fake.calls("GetKernelSessionStatus")) == 6
+
+
+def test_status_wait_time_limit(fake):
+    fake.status_states = ["running"]
+    seen = []
+    with pytest.raises(KaggleRequestError, match="still running after waiting 0.2 s"):
+        kernel_status(REF, wait=True, interval=0.05, timeout=0.2, echo=seen.append, retry=FAST)
+    assert seen == [f"{REF}: running"]
+    assert 2 <= len(fake.calls("GetKernelSessionStatus")) <= 6
+
+
+def test_status_transient_retry(fake):
+    fake.status_plan_faults = [("http", 502), "drop"]
+    assert kernel_status(REF, echo=lambda _: None, retry=FAST) == "complete"
+    assert len(fake.calls("GetKernelSessionStatus")) == 3
+
+
+def test_status_bad_ref():
+    with pytest.raises(KaggleRequestError, match="<user>/<slug>"):
+        kernel_status("just-a-slug")
+
+
+# ------------------------------------------------------------------------------ fetch
+
+FILES = {
+    "dpt_best.pth": b"\x00best-checkpoint" * 100,
+    "history.csv": b"epoch,train,val\n1,0.06,0.059\n",
+    "dpt_summary.json": b'{"model": "dpt"}',
+    "plots/training_curves.png": b"\x89PNG fake",
+}
+
+
+def _serve_outputs(fake, version=1, files=FILES, log="[{\"data\": \"epoch 1\"}]"):
+    fake.outputs[version] = {"files": dict(files), "log": log}
+    fake.status_states = ["complete"]
+
+
+def test_fetch_downloads_all_pages_with_manifest(fake, runs):
+    _serve_outputs(fake)
+    ledger.append_record(runs, {"event": "push", "ref": REF, "version": 1})
+    dest = fetch_outputs(REF, runs_dir=runs, retry=FAST, echo=lambda _: None)
+    slug = REF.split("/")[1]
+    assert dest == runs / slug / "v1"
+    for name, data in FILES.items():
+        assert (dest / name).read_bytes() == data
+    assert (dest / f"{slug}.log").read_text() == '[{"data": "epoch 1"}]'
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert manifest["ref"] == REF and manifest["version"] == 1 and manifest["state"] == "complete"
+    by_name = {f["name"]: f for f in manifest["files"]}
+    assert set(by_name) == set(FILES) | {f"{slug}.log"}
+    for name, data in FILES.items():
+        assert by_name[name]["size"] == len(data)
+        assert by_name[name]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert all(b.get("versionLabel") == "1" for b in fake.calls("ListKernelSessionOutput"))
+    assert len(fake.calls("ListKernelSessionOutput")) == 2  # 4 files, pages of 2
+    last = ledger.read_ledger(runs)[-1]
+    assert last["event"] == "fetch" and last["version"] == 1 and last["files"] == 5
+    assert tree(runs / slug) == sorted(["v1"] + [f"v1/{p}" for p in
+                                                 tree(dest)])
+
+
+def test_fetch_never_overwrites_earlier_version(fake, runs):
+    _serve_outputs(fake, version=3)
+    dest = fetch_outputs(REF, runs_dir=runs, version=3, retry=FAST, echo=lambda _: None)
+    before = snapshot(dest)
+    fake.outputs[3]["files"]["dpt_best.pth"] = b"a re-run overwrote the best checkpoint"
+    with pytest.raises(KaggleRequestError, match="never overwritten"):
+        fetch_outputs(REF, runs_dir=runs, version=3, retry=FAST, echo=lambda _: None)
+    assert snapshot(dest) == before
+    assert sum(r["event"] == "fetch" for r in ledger.read_ledger(runs)) == 1
+
+
+def test_fetch_failure_mid_download_leaves_nothing(fake, runs):
+    _serve_outputs(fake)
+    fake.file_plan["plots/training_curves.png"] = ["drop_mid"] * 3
+    with pytest.raises(KaggleRequestError, match="plots/training_curves.png"):
+        fetch_outputs(REF, runs_dir=runs, version=1, retry=FAST, echo=lambda _: None)
+    assert tree(runs) == []
+
+
+def test_fetch_download_500_then_success(fake, runs):
+    _serve_outputs(fake)
+    fake.file_plan["history.csv"] = [("http", 500), "drop_mid"]
+    dest = fetch_outputs(REF, runs_dir=runs, version=1, retry=FAST, echo=lambda _: None)
+    assert (dest / "history.csv").read_bytes() == FILES["history.csv"]
+    assert fake.downloads.count("history.csv") == 3
+
+
+def test_fetch_second_version_beside_first_and_existing_slug_dir_kept(fake, runs):
+    _serve_outputs(fake, version=1)
+    _serve_outputs(fake, version=2, files={"dpt_summary.json": b'{"v": 2}'})
+    fetch_outputs(REF, runs_dir=runs, version=1, retry=FAST, echo=lambda _: None)
+    fake.file_plan["dpt_summary.json"] = ["drop_mid"] * 3
+    with pytest.raises(KaggleRequestError):
+        fetch_outputs(REF, runs_dir=runs, version=2, retry=FAST, echo=lambda _: None)
+    slug_dir = runs / REF.split("/")[1]
+    assert sorted(p.name for p in slug_dir.iterdir()) == ["v1"]
+    fetch_outputs(REF, runs_dir=runs, version=2, retry=FAST, echo=lambda _: None)
+    assert (slug_dir / "v2" / "dpt_summary.json").read_bytes() == b'{"v": 2}'
+    assert (slug_dir / "v1" / "dpt_summary.json").read_bytes() == FILES["dpt_summary.json"]
+
+
+def test_fetch_refuses_running_version(fake, runs):
+    _serve_outputs(fake)
+    fake.status_states = ["running"]
+    with pytest.raises(KaggleRequestError, match="is running"):
+        fetch_outputs(REF, runs_dir=runs, version=1, retry=FAST, echo=lambda _: None)
+    assert fake.calls("ListKernelSessionOutput") == [] and tree(runs) == []
+
+
+def test_fetch_without_version_or_ledger_is_clear(fake, runs):
+    with pytest.raises(KaggleRequestError, match="--version"):
+        fetch_outputs(REF, runs_dir=runs, retry=FAST)
+    assert fake.requests == []
+
+
+def test_fetch_unsafe_output_name_refused(fake, runs):
+    _serve_outputs(fake, files={"../escape.txt": b"x"})
+    with pytest.raises(KaggleRequestError, match="unsafe name"):
+        fetch_outputs(REF, runs_dir=runs, version=1, retry=FAST, echo=lambda _: None)
+    assert tree(runs) == [] and not (runs.parent / "escape.txt").exists()
