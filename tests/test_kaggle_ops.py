@@ -462,3 +462,32 @@ def test_fetch_unsafe_output_name_refused(fake, runs):
     with pytest.raises(KaggleRequestError, match="unsafe name"):
         fetch_outputs(REF, runs_dir=runs, version=1, retry=FAST, echo=lambda _: None)
     assert tree(runs) == [] and not (runs.parent / "escape.txt").exists()
+
+
+# ------------------------------------------------------------------------------ builder CLI
+
+
+def test_builder_cli_status_and_fetch(fake, runs, monkeypatch, capsys):
+    """The commands users type: python builders/dpt.py --status / --fetch (exit codes 0/1)."""
+    from builders import cli, dpt
+
+    monkeypatch.setattr(cli, "RUNS_DIR", runs)
+    ref = f"{USER}/{dpt.SPEC.slug}"
+    fake.status_states = ["running"]
+    assert dpt.main(["--status"]) == 0
+    assert f"{ref}: running" in capsys.readouterr().out
+    assert dpt.main(["--fetch", "--version", "1"]) == 1  # still running: refused, nothing written
+    assert "is running" in capsys.readouterr().err and tree(runs) == []
+    _serve_outputs(fake, version=1)
+    assert dpt.main(["--fetch", "--version", "1"]) == 0
+    assert (runs / dpt.SPEC.slug / "v1" / "manifest.json").is_file()
+
+
+def test_builder_cli_without_credentials_exits_2(tmp_path, monkeypatch, capsys):
+    from builders import cli, dpt
+
+    _clean_env(monkeypatch, tmp_path / "home")
+    monkeypatch.setattr(cli, "RUNS_DIR", tmp_path / "runs")
+    assert dpt.main(["--status", "--user", USER]) == 2
+    assert "~/.kaggle/kaggle.json" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
