@@ -19,9 +19,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python builders/compare.py` puts builders/ first on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 METRICS = ("pesq", "stoi", "si_sdr")
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 

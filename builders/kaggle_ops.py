@@ -343,7 +343,9 @@ def push_notebook(
 
     ``accelerator`` (a Kaggle machine shape such as "NvidiaTeslaT4"; empty keeps the metadata's
     ``machine_shape``) is sent as the client's ``acc``. Nothing is written and the folder is not
-    modified when the push fails.
+    modified when the push fails. A push retried after a timeout or 5xx may have been saved by
+    Kaggle the first time too; then Kaggle holds one more version than the ledger, and the
+    ledger's version (from the successful reply) is the one that runs last.
     """
     folder = Path(folder)
     meta = read_kernel_metadata(folder)

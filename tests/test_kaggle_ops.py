@@ -491,3 +491,17 @@ def test_builder_cli_without_credentials_exits_2(tmp_path, monkeypatch, capsys):
     assert dpt.main(["--status", "--user", USER]) == 2
     assert "~/.kaggle/kaggle.json" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_malformed_kaggle_json_names_the_file(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    _clean_env(monkeypatch, home)
+    path = home / ".kaggle" / "kaggle.json"
+    path.write_text('{"username": "alice", "key": ')
+    path.chmod(0o600)
+    with pytest.raises(KaggleCredentialsError, match=r"kaggle\.json: not valid JSON"):
+        kaggle_ops.check_credentials()
+    monkeypatch.setenv("KAGGLE_USERNAME", USER)
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+    assert kaggle_ops.check_credentials() == [KEY]  # the environment is enough
