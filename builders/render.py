@@ -166,14 +166,15 @@ def render_module_source(source: str, name: str = "<module>") -> RenderedModule:
             drop.append(span)
         elif _is_main_guard(node):
             drop.append(span)
-    for node in ast.walk(tree):
+    kept_nodes = [n for n in tree.body if not _is_main_guard(n)]  # the guard is dropped whole
+    for node in (sub for top in kept_nodes for sub in ast.walk(top)):
         if isinstance(node, ast.ImportFrom) and node.level > 0:
             raise RenderError(f"{name}: line {node.lineno}: relative import; use "
                               f"'from templates.x import ...' (docs/interfaces.md)")
         if isinstance(node, ast.Import) and any(_is_own(a.name) for a in node.names):
             raise RenderError(f"{name}: line {node.lineno}: 'import {node.names[0].name}' cannot be "
                               f"rendered; use 'from templates.x import name'")
-        if isinstance(node, ast.ImportFrom) and _is_own(node.module) and node not in tree.body:
+        if isinstance(node, ast.ImportFrom) and _is_own(node.module) and node not in kept_nodes:
             raise RenderError(f"{name}: line {node.lineno}: own-code import inside a block; "
                               f"own imports belong at the top level")
     lines = source.splitlines()
@@ -321,11 +322,13 @@ def build_notebook(
             rendered = render_module(module, root)
             futures += [f for f in rendered.future_imports if f not in futures]
             add(new_markdown_cell(_module_markdown(rendered, root)))
-            add(new_code_cell(rendered.code))
+            add(new_code_cell(rendered.code, metadata={"module": module}))
     if futures:
         # A future import must start the first cell; IPython keeps its flag for later cells.
-        first = next(c for c in cells if c.cell_type == "code")
-        first.source = f"from __future__ import {', '.join(futures)}\n\n{first.source}"
+        index = next(i for i, c in enumerate(cells) if c.cell_type == "code")
+        cell = new_code_cell(f"from __future__ import {', '.join(futures)}")
+        cell.id = f"{cell_section(cells[index])}-future"
+        cells.insert(index, cell)
     nb = new_notebook(
         cells=cells,
         metadata={"kernelspec": dict(KERNELSPEC), "language_info": dict(LANGUAGE_INFO)},
@@ -362,6 +365,11 @@ def read_notebook(path: Path) -> NotebookNode:
 
 def code_cells(nb: NotebookNode) -> list[tuple[int, NotebookNode]]:
     return [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+
+
+def module_cells(nb: NotebookNode) -> list[NotebookNode]:
+    """The code cells pasted from modules (definitions only, no side effects), in order."""
+    return [c for c in nb.cells if c.cell_type == "code" and "module" in c.get("metadata", {})]
 
 
 def cell_section(cell: NotebookNode) -> str:

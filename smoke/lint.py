@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,17 +141,71 @@ def _imported_names(tree: ast.Module) -> dict[str, tuple[str, int]]:
     return names
 
 
-def _bound_names(tree: ast.AST):
-    """Every (name, line) bound anywhere except by imports: assignments, loops, args, with, except."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            yield node.id, node.lineno
-        elif isinstance(node, ast.arg):
-            yield node.arg, node.lineno
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            yield node.name, node.lineno
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            yield node.name, node.lineno
+def _resolve(target: str):
+    """The object an import binds (``torch.nn.functional``), or None when it cannot be imported."""
+    import importlib
+
+    parts = target.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except Exception:  # noqa: BLE001 - any import failure means "unknown"
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+def _equivalent(targets: set[str]) -> bool:
+    """Imports that bind the same thing (``typing.Callable`` is ``collections.abc.Callable``)."""
+    if len(targets) == 1:
+        return True
+    objs = [_resolve(t) for t in targets]
+    if any(o is None for o in objs):
+        return False
+    first = getattr(objs[0], "__origin__", objs[0])
+    return all(getattr(o, "__origin__", o) is first for o in objs[1:])
+
+
+def _shadowing(tree: ast.Module, imports: dict[str, tuple[str, int, int, str]]):
+    """Bindings that hide an import where it matters, as (line, message).
+
+    At module level any rebinding hides the import from every later cell. Inside a function a
+    local of the same name is flagged when the function also uses an attribute the import has
+    (the seed's ``B, C, F, T = x.shape`` followed by ``F.interpolate``), or when the import
+    cannot be resolved to tell.
+    """
+    for node in tree.body:
+        for sub in ([node] if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                    else []):
+            for name_node in ast.walk(sub):
+                if isinstance(name_node, ast.Name) and isinstance(name_node.ctx, ast.Store) \
+                        and name_node.id in imports:
+                    yield name_node.lineno, name_node.id, "rebinds it for every later cell"
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in imports:
+            yield node.lineno, node.name, "rebinds it for every later cell"
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        local: dict[str, int] = {}
+        for sub in ast.walk(fn):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                local.setdefault(sub.id, sub.lineno)
+            elif isinstance(sub, ast.arg) and sub is not fn:
+                local.setdefault(sub.arg, sub.lineno)
+        for name, lineno in local.items():
+            if name not in imports:
+                continue
+            attrs = {a.attr for a in ast.walk(fn) if isinstance(a, ast.Attribute)
+                     and isinstance(a.value, ast.Name) and a.value.id == name}
+            target = _resolve(imports[name][0])
+            used = sorted(a for a in attrs if target is None or hasattr(target, a))
+            if used:
+                yield lineno, name, f"while this function uses {name}.{used[0]}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,8 +251,19 @@ def lint_cells(cells: list[tuple[int, str, str]]) -> list[LintIssue]:
         start, cell, section = max((m for m in line_map if m[0] <= global_line), default=line_map[0])
         return cell, section, global_line - start + 1
 
+    # Each module imports what it uses, so `import torch` recurs across cells; pyflakes calls that
+    # "redefinition of unused" because function bodies are checked later. Same target: fine.
+    targets: dict[str, set[str]] = {}
+    for _index, _section, _source, tree in parsed:
+        for name, (target, _line) in _imported_names(tree).items():
+            targets.setdefault(name, set()).add(target)
+    same_import = {name for name, t in targets.items() if _equivalent(t)}
+    redefinition = re.compile(r"redefinition of unused '([^']+)'")
     for gline, msg in collector.messages:
         if any(skip in msg for skip in _IGNORED_PYFLAKES):
+            continue
+        m = redefinition.match(msg)
+        if m and m.group(1) in same_import:
             continue
         cell, section, local = locate(gline)
         issues.append(LintIssue(cell, section, local, "F", msg))
@@ -212,23 +278,23 @@ def lint_cells(cells: list[tuple[int, str, str]]) -> list[LintIssue]:
                 issues.append(LintIssue(index, section, lineno, code, message))
         for name, (target, lineno) in _imported_names(tree).items():
             seen = imports.get(name)
-            if seen is not None and seen[0] != target:
+            if seen is not None and not _equivalent({seen[0], target}):
                 issues.append(LintIssue(index, section, lineno, "KG007",
                                         f"import of {name!r} as {target} redefines {seen[0]} "
                                         f"imported in cell {seen[1]} ({seen[3]})"))
             imports.setdefault(name, (target, index, lineno, section))
     for index, section, _source, tree in parsed:
-        for name, lineno in _bound_names(tree):
-            if name in imports:
-                target, icell, _iline, isection = imports[name]
-                issues.append(LintIssue(index, section, lineno, "KG007",
-                                        f"{name!r} shadows the import of {target} "
-                                        f"(cell {icell}, {isection}); rename it"))
+        for lineno, name, why in _shadowing(tree, imports):
+            target, icell, _iline, isection = imports[name]
+            issues.append(LintIssue(index, section, lineno, "KG007",
+                                    f"{name!r} shadows the import of {target} (cell {icell}, "
+                                    f"{isection}) {why}; rename it"))
     return sorted(set(issues), key=lambda i: (i.cell, i.line, i.code, i.message))
 
 
 def lint_notebook(nb) -> list[LintIssue]:
-    cells = [(i, cell_section(c), c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    cells = [(i, c.metadata.get("module") or cell_section(c), c.source)
+             for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     return lint_cells(cells)
 
 

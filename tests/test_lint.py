@@ -71,6 +71,21 @@ def test_import_redefined_as_something_else_across_cells():
     assert lint("import torch\ntorch.ones(1)\n", "import torch\ntorch.zeros(1)\n") == []
 
 
+def test_shadowing_rule_targets_the_seed_bug_not_every_local():
+    # a local that never uses the import's attributes is harmless inside its function
+    assert lint("import torch.nn.functional as F\nF.relu\n\ndef f(x):\n    F = x.shape[0]\n"
+                "    return F + 1\n") == []
+    # at module level it hides the import from every later cell
+    assert "KG007" in codes("import torch.nn.functional as F\nF.relu\n", "F = 257\n")
+    # a parameter named like the import, then used as the module: flagged
+    assert "KG007" in codes("import torch.nn.functional as F\n\ndef f(x, F):\n    return F.pad(x, (1, 1))\n")
+
+
+def test_equivalent_imports_are_not_redefinitions():
+    assert lint("from typing import Callable\nc: Callable\n",
+                "from collections.abc import Callable\nd: Callable\n") == []
+
+
 def test_syntax_error_names_cell():
     issues = lint("x = 1\n", "def f(:\n")
     assert [(i.cell, i.code) for i in issues] == [(1, "E999")]

@@ -91,6 +91,7 @@ def test_render_module_drops_own_imports_main_block_and_docstring():
         "from torch import nn\n"
         "X = 'from templates.data import c'\n"
         "if __name__ == '__main__':\n"
+        "    from templates.models.registry import format_parameter_split\n"
         "    print(X)\n"
         "Y = 2\n"
     )
@@ -132,12 +133,12 @@ def test_notebook_structure(standin_repo):
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and "EPOCHS = 2" in params[0].source
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    assert code[0].startswith("from __future__ import annotations\n")  # hoisted once
+    assert code[0] == "from __future__ import annotations"  # hoisted once, before any code
     assert sum("from __future__" in s for s in code) == 1
     assert not any("from compat" in s or "from templates" in s for s in code)
     assert any("`compat/util.py`: Helpers the other modules use." == c.source for c in nb.cells)
     ids = [c.id for c in nb.cells]
-    assert len(set(ids)) == len(ids) and ids[:2] == ["intro-0", "intro-1"] and "work-0" in ids
+    assert len(set(ids)) == len(ids) and ids[:3] == ["intro-0", "intro-future", "intro-1"] and "work-0" in ids
 
 
 def test_rendered_notebook_runs(standin_repo):

@@ -1,0 +1,222 @@
+"""The smoke checks for one model, run against the RENDERED notebook's own code.
+
+The module cells of the freshly rendered notebook are executed into one namespace (as Kaggle
+would) and every check uses the classes and functions found there, so a check passes only if the
+notebook's code works, not merely the importable modules. The seed's six checks (imports and
+config, aligned-crop dataset, model class, forward pass, loss, SI-SDR) plus a checkpoint round
+trip, the notebook lint and the committed-notebook freshness check.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from builders.render import REPO_ROOT, build_notebook, module_cells, notebook_text, read_notebook
+from builders.spec import ModelSpec
+from smoke.lint import lint_notebook, raise_for_issues
+
+
+class SmokeCheckError(AssertionError):
+    """A smoke check found the notebook's code wrong; the message says what and where."""
+
+
+@dataclass
+class SmokeContext:
+    """State shared by one model's checks, filled as they run."""
+
+    spec: ModelSpec
+    notebook: Any  # NotebookNode under test
+    committed: Path | None  # committed notebook to compare with a fresh render, or None
+    tmp: Path
+    ns: dict[str, Any] = field(default_factory=dict)
+    cfg: Any = None
+    model: Any = None
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def _exec_cells(ctx: SmokeContext) -> None:
+    code = [c for c in ctx.notebook.cells if c.cell_type == "code"]
+    future = [c for c in code if c.source.startswith("from __future__")]
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    config = [c for c in code if c.source.lstrip().startswith("cfg = RunConfig(")]
+    if len(params) != 1 or len(config) != 1:
+        raise SmokeCheckError(f"expected one parameters cell and one 'cfg = RunConfig(' glue cell, "
+                              f"found {len(params)} and {len(config)}")
+    for cell in future + module_cells(ctx.notebook) + params + config:
+        try:
+            exec(compile(cell.source, f"<cell {cell.id}>", "exec"), ctx.ns)
+        except Exception as exc:
+            raise SmokeCheckError(f"cell {cell.id} ({cell.metadata.get('module', 'glue')}) "
+                                  f"raised {type(exc).__name__}: {exc}") from exc
+
+
+def check_imports_config(ctx: SmokeContext) -> str:
+    _exec_cells(ctx)
+    cfg = ctx.ns["cfg"]
+    if cfg.model != ctx.spec.name:
+        raise SmokeCheckError(f"cfg.model is {cfg.model!r}, expected {ctx.spec.name!r}")
+    # small values so the remaining checks take milliseconds, like the rehearsal's overrides
+    ctx.cfg = cfg.replace(crop_seconds=0.5, batch_size=2, num_workers=0, smoke=True)
+    return f"{sum(1 for _ in module_cells(ctx.notebook))} module cells, crop {ctx.cfg.crop_samples}"
+
+
+def _write_pairs(folder: Path, n: int, seconds: float, rate: int) -> None:
+    rng = np.random.default_rng(0)
+    for split in ("noisy", "clean"):
+        (folder / split).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        clean = 0.3 * rng.standard_normal(int(seconds * rate)).astype(np.float32)
+        noisy = clean + 0.1 * rng.standard_normal(clean.shape).astype(np.float32)
+        sf.write(folder / "clean" / f"{i:04d}.wav", clean, rate, subtype="PCM_16")
+        sf.write(folder / "noisy" / f"{i:04d}.wav", noisy, rate, subtype="PCM_16")
+
+
+def check_dataset(ctx: SmokeContext) -> str:
+    ns, cfg = ctx.ns, ctx.cfg
+    folder = ctx.tmp / "pairs"
+    _write_pairs(folder, n=3, seconds=2.0, rate=cfg.sample_rate)
+    pairing = ns["pair_files"](folder / "noisy", folder / "clean")
+    if len(pairing.pairs) != 3:
+        raise SmokeCheckError(f"pair_files found {len(pairing.pairs)} pairs in {folder}, expected 3")
+    ds = ns["AlignedCropDataset"](pairing.pairs, cfg.crop_samples, train=True,
+                                  sample_rate=cfg.sample_rate, seed=cfg.seed)
+    corrs = []
+    for i in range(len(ds)):
+        noisy, clean = ds[i]
+        if tuple(noisy.shape) != (cfg.crop_samples,) or tuple(clean.shape) != (cfg.crop_samples,):
+            raise SmokeCheckError(f"item {i}: shapes {tuple(noisy.shape)}, {tuple(clean.shape)}; "
+                                  f"expected ({cfg.crop_samples},) each")
+        corrs.append(float(np.corrcoef(noisy.numpy(), clean.numpy())[0, 1]))
+    # white-noise "speech": a crop from another offset would correlate ~0
+    if min(corrs) < 0.9:
+        raise SmokeCheckError(f"noisy/clean crops are not aligned: correlations {corrs}")
+    ctx.batch = (torch.stack([ds[0][0], ds[1][0]]), torch.stack([ds[0][1], ds[1][1]]))
+    return f"{len(ds)} pairs, min crop correlation {min(corrs):.3f}"
+
+
+def check_model(ctx: SmokeContext) -> str:
+    ns = ctx.ns
+    if ctx.spec.name not in ns["model_names"]():
+        raise SmokeCheckError(f"model {ctx.spec.name!r} is not registered by the notebook's cells "
+                              f"(registered: {ns['model_names']()})")
+    ctx.model = ns["build_model"](ctx.spec.name, **ctx.cfg.model_kwargs)
+    if not isinstance(ctx.model, ns["MaskingModel"]):
+        raise SmokeCheckError(f"{type(ctx.model).__name__} is not a MaskingModel")
+    return f"{type(ctx.model).__name__}: {ns['count_parameters'](ctx.model):,} parameters"
+
+
+def check_forward(ctx: SmokeContext) -> str:
+    noisy, _clean = ctx.batch
+    ctx.model.eval()
+    with torch.no_grad():
+        out = ctx.model(noisy)
+        parts = ctx.model.enhance_spec(noisy)
+    if tuple(out.shape) != tuple(noisy.shape):
+        raise SmokeCheckError(f"forward: input {tuple(noisy.shape)} -> output {tuple(out.shape)}")
+    mask = parts["mask"]
+    b, n_freq = noisy.shape[0], ctx.ns["N_FFT"] // 2 + 1
+    if mask.dim() != 3 or tuple(mask.shape[:2]) != (b, n_freq):
+        raise SmokeCheckError(f"mask shape {tuple(mask.shape)}, expected ({b}, {n_freq}, N)")
+    if not torch.isfinite(out).all() or mask.min() < 0 or mask.max() > 1:
+        raise SmokeCheckError(f"non-finite output or mask outside [0, 1] "
+                              f"({float(mask.min()):.3f}..{float(mask.max()):.3f})")
+    return f"{tuple(noisy.shape)} -> {tuple(out.shape)}, mask {tuple(mask.shape)}"
+
+
+def check_loss(ctx: SmokeContext) -> str:
+    noisy, clean = ctx.batch
+    loss_fn = ctx.ns["build_loss"](ctx.cfg.loss)
+    ctx.model.train()
+    ctx.model.zero_grad()
+    loss = loss_fn(ctx.model(noisy), clean)
+    if loss.dim() != 0 or not torch.isfinite(loss):
+        raise SmokeCheckError(f"loss {ctx.cfg.loss!r} gave {loss!r}, expected a finite scalar")
+    loss.backward()
+    grads = [p.grad for p in ctx.model.parameters() if p.requires_grad]
+    if not grads or any(g is None for g in grads):
+        raise SmokeCheckError("loss.backward() left parameters without gradients")
+    return f"{ctx.cfg.loss} = {float(loss):.4f}, gradients on {len(grads)} tensors"
+
+
+def check_si_sdr(ctx: SmokeContext) -> str:
+    noisy, clean = ctx.batch
+    si_sdr = ctx.ns["si_sdr"]
+    same = si_sdr(clean, clean)
+    mixed = si_sdr(noisy, clean)
+    if tuple(same.shape) != (clean.shape[0],):
+        raise SmokeCheckError(f"si_sdr shape {tuple(same.shape)}, expected ({clean.shape[0]},)")
+    if not (same.min() > 40 and torch.isfinite(mixed).all() and mixed.max() < same.min()):
+        raise SmokeCheckError(f"si_sdr(clean, clean)={same.tolist()} should be > 40 dB and above "
+                              f"si_sdr(noisy, clean)={mixed.tolist()}")
+    return f"identity {float(same.mean()):.1f} dB, noisy {float(mixed.mean()):.2f} dB"
+
+
+def check_checkpoint(ctx: SmokeContext) -> str:
+    ns = ctx.ns
+    model = ctx.model.eval()
+    opt = torch.optim.Adam(model.parameters(), lr=ctx.cfg.lr)
+    path = ns["save_checkpoint"](ctx.tmp / "ckpt" / "last.pth", model=model, optimizer=opt, epoch=1,
+                                 best_val=0.5, config=ctx.cfg.to_dict())
+    fresh = ns["build_model"](ctx.spec.name, **ctx.cfg.model_kwargs).eval()
+    info = ns["load_checkpoint"](path, fresh, optimizer=torch.optim.Adam(fresh.parameters()))
+    noisy = ctx.batch[0]
+    with torch.no_grad():
+        same = torch.equal(model(noisy), fresh(noisy))
+    if not same or info.get("epoch") != 1:
+        raise SmokeCheckError(f"{path.name}: reloaded model differs or epoch {info.get('epoch')!r} != 1")
+    return f"{path.stat().st_size / 1e6:.1f} MB, identical outputs after reload"
+
+
+def check_lint(ctx: SmokeContext) -> str:
+    raise_for_issues(lint_notebook(ctx.notebook), what=f"{ctx.spec.name} notebook")
+    n = sum(1 for c in ctx.notebook.cells if c.cell_type == "code")
+    return f"{n} code cells clean"
+
+
+def check_committed(ctx: SmokeContext) -> str:
+    if ctx.committed is None:
+        return "skipped: checking a given notebook"
+    fresh = notebook_text(build_notebook(ctx.spec))
+    if not ctx.committed.is_file():
+        raise SmokeCheckError(f"{ctx.committed} is missing: run python builders/{ctx.spec.name}.py")
+    if ctx.committed.read_text(encoding="utf-8") != fresh:
+        raise SmokeCheckError(f"{ctx.committed.relative_to(REPO_ROOT)} is out of date with the "
+                              f"modules: run python builders/{ctx.spec.name}.py and commit it")
+    return "matches a fresh render"
+
+
+CHECKS: list[tuple[str, Callable[[SmokeContext], str]]] = [
+    ("imports+config", check_imports_config),
+    ("dataset", check_dataset),
+    ("model", check_model),
+    ("forward", check_forward),
+    ("loss", check_loss),
+    ("si_sdr", check_si_sdr),
+    ("checkpoint", check_checkpoint),
+    ("lint", check_lint),
+    ("committed", check_committed),
+]
+
+
+def make_context(spec: ModelSpec, tmp: Path, notebook_path: Path | None = None) -> SmokeContext:
+    """The notebook under test: the given file (a push folder's), else a fresh default render."""
+    if notebook_path is not None:
+        return SmokeContext(spec, read_notebook(notebook_path), None, tmp)
+    committed = REPO_ROOT / "notebooks" / spec.name / spec.notebook_file
+    return SmokeContext(spec, build_notebook(spec), committed, tmp)
+
+
+def new_tmp() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="smoke-")
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -1,0 +1,191 @@
+"""Smoke harness: ``python smoke/run.py [--model NAME] [--rehearse] [--data DIR]``.
+
+Runs every check in smoke/checks.py for each model (seconds on a CPU), optionally the rehearsal
+(smoke/rehearse.py), prints a table of check, result and seconds, and exits 0 only when all pass.
+``run_smoke`` is the library function the builders' ``--push`` gate calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from builders.spec import ModelSpec  # noqa: E402
+
+MODELS = ("crn", "dpt")
+
+
+@dataclass
+class CheckResult:
+    model: str
+    check: str
+    ok: bool
+    seconds: float
+    message: str
+
+
+@dataclass
+class SmokeReport:
+    results: list[CheckResult] = field(default_factory=list)
+    rehearsals: dict = field(default_factory=dict)  # model -> RehearsalResult
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and all(r.ok for r in self.results)
+
+    def failures(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.ok]
+
+    def table(self) -> str:
+        rows = [("model", "check", "result", "seconds", "detail")]
+        for r in self.results:
+            detail = r.message.splitlines()[0] if r.message else ""
+            rows.append((r.model, r.check, "PASS" if r.ok else "FAIL", f"{r.seconds:.2f}", detail))
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+                 for row in rows]
+        total = sum(r.seconds for r in self.results)
+        lines.append(f"{sum(r.ok for r in self.results)}/{len(self.results)} passed in {total:.1f} s")
+        return "\n".join(lines)
+
+
+def load_spec(name: str) -> ModelSpec:
+    try:
+        module = importlib.import_module(f"builders.{name}")
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"no builder for model {name!r} (builders/{name}.py); known: {MODELS}") from exc
+    return module.SPEC
+
+
+def _timed(model: str, check: str, fn) -> CheckResult:
+    start = time.perf_counter()
+    try:
+        message = fn() or ""
+        ok = True
+    except Exception as exc:  # a check's failure is a result, never a crash of the harness
+        message = f"{type(exc).__name__}: {exc}"
+        ok = False
+    return CheckResult(model, check, ok, time.perf_counter() - start, message)
+
+
+def _echo_result(echo, r: CheckResult) -> None:
+    first = r.message.splitlines()[0] if r.message else ""
+    echo(f"{r.model:5s} {r.check:15s} {'PASS' if r.ok else 'FAIL'} {r.seconds:6.2f} s  {first}")
+
+
+def _check_model(spec: ModelSpec, tmp: Path, notebook: Path | None, report: SmokeReport, echo):
+    from smoke.checks import CHECKS, make_context
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    ctx = make_context(spec, tmp, notebook)
+    failed = False
+    for check, fn in CHECKS:
+        if failed and check not in ("lint", "committed"):
+            # later checks need what the failed one built; say so instead of cascading errors
+            report.results.append(CheckResult(spec.name, check, False, 0.0,
+                                              "not run: an earlier check failed"))
+            continue
+        result = _timed(spec.name, check, lambda fn=fn: fn(ctx))
+        failed |= not result.ok and check not in ("lint", "committed")
+        report.results.append(result)
+        _echo_result(echo, result)
+    return ctx
+
+
+def _rehearse_model(spec: ModelSpec, notebook: Path, data_dir: Path, tmp: Path,
+                    report: SmokeReport, echo) -> None:
+    from smoke.rehearse import rehearse
+
+    def _go() -> str:
+        res = rehearse(spec, notebook, data_dir, tmp)
+        report.rehearsals[spec.name] = res
+        m = res.summary["metrics"]
+        return (f"{res.seconds:.0f} s; noisy PESQ {m['noisy']['pesq']:.3f} -> enhanced "
+                f"{m['enhanced']['pesq']:.3f}, STOI {m['enhanced']['stoi']:.3f}, "
+                f"SI-SDR {m['enhanced']['si_sdr']:.2f} dB")
+
+    result = _timed(spec.name, "rehearsal", _go)
+    report.results.append(result)
+    _echo_result(echo, result)
+    if not result.ok:
+        echo(result.message)
+
+
+def run_smoke(models=MODELS, rehearse: bool = False, data: Path | None = None,
+              notebooks: dict[str, Path] | None = None, echo=print) -> SmokeReport:
+    """Run the checks (and the rehearsal) for ``models``; ``notebooks`` maps a model to the
+    notebook file to check instead of a fresh default render (the push gate passes its folder's).
+    """
+    from builders.render import write_notebook
+
+    report = SmokeReport()
+    notebooks = notebooks or {}
+    with tempfile.TemporaryDirectory(prefix="smoke-") as tmp_name:
+        tmp = Path(tmp_name)
+        data_dir = Path(data) if data is not None else None
+        for name in models:
+            spec = load_spec(name)
+            ctx = _check_model(spec, tmp / name, notebooks.get(name), report, echo)
+            if not rehearse:
+                continue
+            if data_dir is None:
+                from smoke.rehearse import default_dataset
+
+                echo("building the local rehearsal dataset (Kaggle layout, .7z archives) ...")
+                data_dir = default_dataset(tmp / "data")
+            # rehearse exactly the notebook the checks looked at
+            notebook = notebooks.get(name) or write_notebook(ctx.notebook, tmp / name / spec.notebook_file)
+            _rehearse_model(spec, notebook, data_dir, tmp / name, report, echo)
+    return report
+
+
+def push_summary(models) -> str:
+    """Where the push folders are and what ``--push`` would send (from the committed folders)."""
+    import json
+
+    from builders.render import REPO_ROOT
+
+    lines = []
+    for name in models:
+        folder = REPO_ROOT / "notebooks" / name
+        meta_file = folder / "kernel-metadata.json"
+        if not meta_file.is_file():
+            lines.append(f"{name}: no push folder yet: run python builders/{name}.py")
+            continue
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        lines.append(f"{name}: push folder {folder.relative_to(REPO_ROOT)}/ "
+                     f"({meta['code_file']}, kernel-metadata.json); "
+                     f"python builders/{name}.py --push --user YOU would send kernel "
+                     f"YOU/{meta['id'].split('/', 1)[1]} on {meta['machine_shape']} with "
+                     f"{', '.join(meta['dataset_sources'])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="smoke/run.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", choices=MODELS,
+                        help="check only this model (repeatable; default all)")
+    parser.add_argument("--rehearse", action="store_true",
+                        help="also execute each rendered notebook end to end on local data")
+    parser.add_argument("--data", type=Path, help="local dataset in the Kaggle layout for the "
+                        "rehearsal (default: generated with .7z archives)")
+    args = parser.parse_args(argv)
+    models = args.model or list(MODELS)
+    report = run_smoke(models, rehearse=args.rehearse, data=args.data)
+    print()
+    print(report.table())
+    print()
+    print(push_summary(models))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
