@@ -1,0 +1,125 @@
+"""The run's summary JSON: model, training, metrics (noisy / enhanced / delta), versions, config.
+
+JSON has no NaN: ``build_summary`` turns every non-finite number into ``null`` and lists why in
+``null_reasons``; ``write_summary`` refuses (``ValueError`` naming the key) anything that
+would still write ``NaN``/``Infinity``, and writes atomically.
+"""
+
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+from templates.models.registry import count_parameters
+
+SUMMARY_METRICS = ("pesq", "stoi", "si_sdr")
+_SUMMARY_PACKAGES = ("numpy", "scipy", "soundfile", "pesq", "pystoi", "torchaudio", "tqdm",
+                     "matplotlib")
+
+
+def library_versions() -> dict:
+    """python, torch, CUDA and the installed versions of the libraries a run depends on."""
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "cuda": torch.version.cuda}
+    for name in _SUMMARY_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    if torch.cuda.is_available():
+        versions["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return versions
+
+
+def _summary_finite(value, key: str, reasons: list):
+    """Copy ``value`` with non-finite floats replaced by None, recording ``key: why``."""
+    if isinstance(value, dict):
+        return {k: _summary_finite(v, f"{key}.{k}" if key else str(k), reasons)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_summary_finite(v, f"{key}[{i}]", reasons) for i, v in enumerate(value)]
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, float) or hasattr(value, "item"):
+        number = float(value)
+        if not math.isfinite(number):
+            reasons.append(f"{key}: {number} (not finite: no file could be scored)")
+            return None
+        return number
+    return value
+
+
+def build_summary(*, cfg, model, train_result, eval_result, extra=None) -> dict:
+    """The summary dict (see docs/interfaces.md); non-finite numbers become None with a reason."""
+    table = eval_result.table
+    means = table.means()
+    metrics = {part: {m: means[part][m] for m in SUMMARY_METRICS}
+               for part in ("noisy", "enhanced", "delta")}
+    raw = {
+        "model": cfg.model,
+        "params": int(count_parameters(model)),
+        "epochs_run": int(train_result.epochs_run),
+        "best_epoch": int(train_result.best_epoch),
+        "best_val_loss": train_result.best_val,
+        "train_seconds": round(float(train_result.train_seconds), 1),
+        "stopped_early": bool(train_result.stopped_early),
+        "n_test": len(table.rows),
+        "n_skipped": len(table.skipped),
+        "skipped": [{"name": n, "reason": r} for n, r in table.skipped],
+        "eval_mode": eval_result.mode,
+        "metrics": metrics,
+        "versions": library_versions(),
+        "config": cfg.to_dict(),
+    }
+    if extra:
+        raw.update(extra)
+    reasons: list = []
+    summary = _summary_finite(raw, "", reasons)
+    summary["null_reasons"] = reasons
+    return summary
+
+
+def _summary_find_nonfinite(value, key=""):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _summary_find_nonfinite(v, f"{key}.{k}" if key else str(k))
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _summary_find_nonfinite(v, f"{key}[{i}]")
+            if found:
+                return found
+    elif isinstance(value, float) and not math.isfinite(value):
+        return f"{key} = {value}"
+    return None
+
+
+def write_summary(summary: dict, path) -> Path:
+    """Write ``summary`` as indented JSON, atomically; non-finite numbers are a ValueError."""
+    path = Path(path)
+    bad = _summary_find_nonfinite(summary)
+    if bad:
+        raise ValueError(
+            f"{path.name}: {bad} cannot be written as JSON (no NaN/Infinity in JSON); "
+            f"build the summary with build_summary, which turns it into null with a reason"
+        )
+    text = json.dumps(summary, indent=2, allow_nan=False, default=str) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
