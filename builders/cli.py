@@ -157,7 +157,7 @@ def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
     user = args.user or kaggle_username()
     ref = f"{user}/{spec.slug}"
     if args.status:
-        return _kaggle_call(lambda ops: print(ops.kernel_status(ref, wait=args.wait)))
+        return _kaggle_call(lambda ops: ops.kernel_status(ref, wait=args.wait))  # it echoes states
     if args.fetch:
         return _kaggle_call(lambda ops: print(
             f"outputs in {ops.fetch_outputs(ref, runs_dir=RUNS_DIR, version=args.version)}"))

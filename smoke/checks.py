@@ -9,6 +9,8 @@ trip, the notebook lint and the committed-notebook freshness check.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -52,7 +54,8 @@ def _exec_cells(ctx: SmokeContext) -> None:
                               f"found {len(params)} and {len(config)}")
     for cell in future + module_cells(ctx.notebook) + params + config:
         try:
-            exec(compile(cell.source, f"<cell {cell.id}>", "exec"), ctx.ns)
+            with contextlib.redirect_stdout(io.StringIO()):  # the glue cell prints cfg
+                exec(compile(cell.source, f"<cell {cell.id}>", "exec"), ctx.ns)
         except Exception as exc:
             raise SmokeCheckError(f"cell {cell.id} ({cell.metadata.get('module', 'glue')}) "
                                   f"raised {type(exc).__name__}: {exc}") from exc
@@ -64,7 +67,7 @@ def check_imports_config(ctx: SmokeContext) -> str:
     if cfg.model != ctx.spec.name:
         raise SmokeCheckError(f"cfg.model is {cfg.model!r}, expected {ctx.spec.name!r}")
     # small values so the remaining checks take milliseconds, like the rehearsal's overrides
-    ctx.cfg = cfg.replace(crop_seconds=0.5, batch_size=2, num_workers=0, smoke=True)
+    ctx.cfg = cfg.replace(crop_seconds=0.25, batch_size=2, num_workers=0, smoke=True)
     return f"{sum(1 for _ in module_cells(ctx.notebook))} module cells, crop {ctx.cfg.crop_samples}"
 
 
@@ -143,7 +146,7 @@ def check_loss(ctx: SmokeContext) -> str:
     grads = [p.grad for p in ctx.model.parameters() if p.requires_grad]
     if not grads or any(g is None for g in grads):
         raise SmokeCheckError("loss.backward() left parameters without gradients")
-    return f"{ctx.cfg.loss} = {float(loss):.4f}, gradients on {len(grads)} tensors"
+    return f"{ctx.cfg.loss} = {loss.item():.4f}, gradients on {len(grads)} tensors"
 
 
 def check_si_sdr(ctx: SmokeContext) -> str:

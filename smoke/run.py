@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import tempfile
 import time
@@ -128,7 +129,10 @@ def run_smoke(models=MODELS, rehearse: bool = False, data: Path | None = None,
 
     report = SmokeReport()
     notebooks = notebooks or {}
-    with tempfile.TemporaryDirectory(prefix="smoke-") as tmp_name:
+    # tmpfs when there is one: checkpoints are fsynced, which a busy disk makes slow
+    shm = Path("/dev/shm")
+    tmp_root = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="smoke-", dir=tmp_root) as tmp_name:
         tmp = Path(tmp_name)
         data_dir = Path(data) if data is not None else None
         for name in models:

@@ -79,11 +79,13 @@ print(cfg)
 
 # %% include=templates.datacheck
 
+# %% [markdown]
+# The stages the following one-line cells call (they use functions defined further down).
+
 # %% include=templates.pipeline
 
 # %%
-data = prepare_data(cfg)
-print(data.report.format())
+data = prepare_data(cfg)  # prints the data report; refuses unusable data
 
 # %% [markdown] section=model
 # ## Model

@@ -1,0 +1,163 @@
+"""Builders: committed notebooks are current, options, metadata, and the push gate."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+
+from builders import cli, crn, dpt
+from builders.metadata import PLACEHOLDER_USER, kaggle_username
+from builders.render import REPO_ROOT, build_notebook, notebook_text
+from builders.spec import ModelSpec, SpecError
+from tests.conftest_notebooks import read_validated
+
+SPECS = [dpt.SPEC, crn.SPEC]
+STALE = ("is out of date: a rendered module or the layout changed. Run "
+         "`python builders/dpt.py && python builders/crn.py` and commit notebooks/")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_committed_notebook_matches_a_fresh_build(spec):
+    path = REPO_ROOT / "notebooks" / spec.name / spec.notebook_file
+    assert path.is_file(), f"{path} missing. " + STALE
+    read_validated(path)
+    assert path.read_text(encoding="utf-8") == notebook_text(build_notebook(spec)), f"{path} " + STALE
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_committed_metadata_has_the_kaggle_fields(spec):
+    meta = json.loads((REPO_ROOT / "notebooks" / spec.name / "kernel-metadata.json").read_text())
+    assert meta["id"].endswith("/" + spec.slug) and meta["code_file"] == f"{spec.name}.ipynb"
+    assert meta["language"] == "python" and meta["kernel_type"] == "notebook"
+    assert meta["enable_gpu"] is True and meta["enable_internet"] is True
+    assert meta["dataset_sources"] == ["earth16/libri-speech-noise-dataset"]
+    assert meta["competition_sources"] == meta["kernel_sources"] == meta["model_sources"] == []
+    assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["is_private"] is True
+
+
+@pytest.mark.parametrize(("spec", "batch"), [(dpt.SPEC, 8), (crn.SPEC, 16)], ids=["dpt", "crn"])
+def test_seed_defaults(spec, batch):
+    p = spec.default_parameters()
+    assert (p["MODEL_NAME"], p["BATCH_SIZE"], p["EPOCHS"], p["LR"], p["CROP_SECONDS"]) == \
+        (spec.name, batch, 30, 1e-3, 3.0)
+    assert (p["DATA_DIR"], p["WORK_DIR"], p["MAX_STEPS"], p["SMOKE"]) == \
+        ("/kaggle/input", "/kaggle/working", None, False)
+
+
+def test_spec_refuses_title_that_does_not_resolve_to_slug():
+    with pytest.raises(SpecError, match="resolves to slug"):
+        ModelSpec("x", "Some Title", "other-slug", "templates.models.x", "d")
+    with pytest.raises(SpecError, match="unknown parameter"):
+        ModelSpec("x", "Some Title", "some-title", "templates.models.x", "d", {"EPOCH": 1})
+
+
+def test_build_options_go_into_the_parameters_cell_and_metadata(tmp_path, capsys):
+    out = tmp_path / "push"
+    argv = ["--out", str(out), "--user", "alice", "--public", "--epochs", "3", "--batch-size", "4",
+            "--lr", "0.0005", "--max-steps", "7", "--accelerator", "NvidiaL4"]
+    assert dpt.main(argv) == 0
+    nb = read_validated(out / "dpt.ipynb")
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    ns: dict = {}
+    exec(params.source, ns)
+    assert (ns["EPOCHS"], ns["BATCH_SIZE"], ns["LR"], ns["MAX_STEPS"], ns["SMOKE"]) == (3, 4, 5e-4, 7, False)
+    meta = json.loads((out / "kernel-metadata.json").read_text())
+    assert meta["id"] == "alice/dpt-v3-aligned-speech-enhancement"
+    assert meta["is_private"] is False and meta["machine_shape"] == "NvidiaL4"
+    stdout = capsys.readouterr().out
+    assert "--push would send dpt.ipynb as kernel alice/dpt-v3-aligned-speech-enhancement" in stdout
+
+
+def test_building_twice_gives_identical_bytes(tmp_path):
+    for sub in ("a", "b"):
+        assert crn.main(["--out", str(tmp_path / sub), "--user", "u"]) == 0
+    for name in ("crn.ipynb", "kernel-metadata.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_p100_warns(tmp_path, capsys):
+    assert dpt.main(["--out", str(tmp_path), "--user", "u", "--accelerator", "NvidiaTeslaP100"]) == 0
+    err = capsys.readouterr().err
+    assert "NvidiaTeslaP100" in err and "sm_60" in err
+    assert dpt.main(["--out", str(tmp_path), "--user", "u"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_username_from_env_then_kaggle_json_then_placeholder(tmp_path):
+    assert kaggle_username({"KAGGLE_USERNAME": "envuser"}, home=tmp_path) == "envuser"
+    assert kaggle_username({}, home=tmp_path) == PLACEHOLDER_USER
+    (tmp_path / ".kaggle").mkdir()
+    (tmp_path / ".kaggle" / "kaggle.json").write_text(json.dumps({"username": "fileuser", "key": "SECRET"}))
+    assert kaggle_username({}, home=tmp_path) == "fileuser"
+
+
+def _fail_if_kaggle_ops_used(monkeypatch):
+    fake = types.ModuleType("builders.kaggle_ops")
+
+    def boom(*a, **k):
+        raise AssertionError("kaggle_ops must not be called")
+
+    fake.push_notebook = fake.kernel_status = fake.fetch_outputs = boom
+    monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
+
+
+def test_push_with_placeholder_user_is_refused_before_anything(tmp_path, monkeypatch, capsys):
+    _fail_if_kaggle_ops_used(monkeypatch)
+    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "nothing"))
+
+    def no_smoke(*a, **k):
+        raise AssertionError("the smoke harness must not run for a placeholder user")
+
+    monkeypatch.setattr("smoke.run.run_smoke", no_smoke)
+    assert dpt.main(["--out", str(tmp_path / "p"), "--push"]) == 2
+    assert "no Kaggle user" in capsys.readouterr().err
+
+
+def test_push_gate_refuses_when_a_smoke_check_fails(tmp_path, monkeypatch, capsys):
+    _fail_if_kaggle_ops_used(monkeypatch)
+    import smoke.checks as checks
+
+    def failing_loss(ctx):
+        raise checks.SmokeCheckError("loss is NaN on the smoke batch")
+
+    checks_list = [(name, failing_loss if name == "loss" else fn) for name, fn in checks.CHECKS]
+    monkeypatch.setattr(checks, "CHECKS", checks_list)
+    code = dpt.main(["--out", str(tmp_path / "p"), "--user", "alice", "--push", "--skip-rehearsal"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "dpt/loss: SmokeCheckError: loss is NaN on the smoke batch" in err
+    assert "nothing was pushed" in err
+
+
+def test_push_passes_gate_then_calls_kaggle_ops(tmp_path, monkeypatch, capsys):
+    from smoke import run as smoke_run
+
+    calls = {}
+    fake = types.ModuleType("builders.kaggle_ops")
+    fake.KaggleCredentialsError = type("KaggleCredentialsError", (RuntimeError,), {})
+    fake.KaggleRequestError = type("KaggleRequestError", (RuntimeError,), {})
+
+    def push_notebook(folder, *, runs_dir, params, accelerator):
+        calls.update(folder=folder, params=params, accelerator=accelerator)
+        raise fake.KaggleRequestError("server said 503")
+
+    fake.push_notebook = push_notebook
+    monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
+    gate = {}
+
+    def ok_smoke(models, rehearse, data, notebooks, echo):
+        gate.update(models=models, rehearse=rehearse, notebooks=notebooks)
+        report = smoke_run.SmokeReport([smoke_run.CheckResult("crn", "x", True, 0.0, "")])
+        return report
+
+    monkeypatch.setattr(smoke_run, "run_smoke", ok_smoke)
+    out = tmp_path / "p"
+    assert crn.main(["--out", str(out), "--user", "bob", "--push", "--epochs", "2"]) == 1
+    assert gate == {"models": ["crn"], "rehearse": True, "notebooks": {"crn": out / "crn.ipynb"}}
+    assert calls["folder"] == out and calls["params"]["EPOCHS"] == 2
+    assert calls["accelerator"] == "NvidiaTeslaT4"
+    assert "server said 503" in capsys.readouterr().err
