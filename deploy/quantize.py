@@ -1,0 +1,65 @@
+"""INT8 dynamic quantization of a masking model's recurrent and linear layers.
+
+`torch.ao.quantization.quantize_dynamic` on `nn.LSTM` and `nn.Linear`: weights are stored as
+int8, activations are quantized on the fly per batch; convolutions (and BatchNorm) stay fp32
+because dynamic quantization has no conv kernels. Effect per model:
+
+- CRN / causal CRN: the LSTM (58-69% of the parameters) and its projection become int8.
+- DPT: the feed-forward `nn.Linear` layers of each `TransformerEncoderLayer` become int8, but
+  `nn.MultiheadAttention` stays fp32 entirely: its input projection is a bare parameter used by
+  `F.multi_head_attention_forward`, and its `out_proj` is a `NonDynamicallyQuantizableLinear`,
+  which `quantize_dynamic` skips on purpose. So DPT gains less from INT8 than CRN.
+
+The INT8 file holds `{"model": int8 state_dict, "config": {"model": name, "model_kwargs": ...},
+"quantized": "dynamic_int8"}`; `load_int8` rebuilds the fp32 architecture, quantizes it and
+loads the int8 weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from templates.models.registry import build_model
+
+INT8_FORMAT = "dynamic_int8"
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` with nn.LSTM and nn.Linear dynamically quantized to int8."""
+    from torch.ao.quantization import quantize_dynamic
+
+    m = copy.deepcopy(model).cpu().eval()
+    return quantize_dynamic(m, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+
+
+def model_config(model: nn.Module) -> dict:
+    """`{"model": registry name, "model_kwargs": constructor kwargs}` of a MaskingModel."""
+    return {"model": model.model_name, "model_kwargs": model.get_config()}
+
+
+def save_int8(qmodel: nn.Module, path, config: dict) -> Path:
+    """Write the quantized state_dict with the fp32 model's config (see `model_config`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": qmodel.state_dict(), "config": config, "quantized": INT8_FORMAT}, path)
+    return path
+
+
+def load_int8(path) -> nn.Module:
+    """Rebuild an INT8 model written by `save_int8`."""
+    path = Path(path)
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(obj, dict) or obj.get("quantized") != INT8_FORMAT:
+        raise ValueError(f"{path.name}: not an INT8 model file written by save_int8")
+    cfg = obj["config"]
+    qmodel = quantize_int8(build_model(cfg["model"], **cfg.get("model_kwargs", {})))
+    qmodel.load_state_dict(obj["model"])
+    return qmodel.eval()
+
+
+def file_size_mb(path) -> float:
+    return Path(path).stat().st_size / 2**20
