@@ -191,7 +191,9 @@ def check_committed(ctx: SmokeContext) -> str:
     if not ctx.committed.is_file():
         raise SmokeCheckError(f"{ctx.committed} is missing: run python builders/{ctx.spec.name}.py")
     if ctx.committed.read_text(encoding="utf-8") != fresh:
-        raise SmokeCheckError(f"{ctx.committed.relative_to(REPO_ROOT)} is out of date with the "
+        shown = ctx.committed.relative_to(REPO_ROOT) if ctx.committed.is_relative_to(REPO_ROOT) \
+            else ctx.committed
+        raise SmokeCheckError(f"{shown} is out of date with the "
                               f"modules: run python builders/{ctx.spec.name}.py and commit it")
     return "matches a fresh render"
 

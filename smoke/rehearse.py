@@ -64,17 +64,20 @@ def default_dataset(folder: Path) -> Path:
                                archives=True)
 
 
-def _failed_cell(executed: Path) -> str:
+def _failed_cell(executed: Path, original: Path) -> str:
+    """The failing cell, numbered as in the rendered notebook (papermill inserts cells of its own)."""
     import nbformat
 
     if not executed.is_file():
         return "the kernel did not start or the notebook was not written"
+    index_of = {c.get("id"): i for i, c in enumerate(nbformat.read(str(original), as_version=4).cells)}
     nb = nbformat.read(str(executed), as_version=4)
-    for index, cell in enumerate(nb.cells):
+    for cell in nb.cells:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 tb = _ANSI.sub("", "\n".join(out.get("traceback", [])))
-                return (f"cell {index} ({cell_section(cell)}) raised {out.get('ename')}: "
+                where = index_of.get(cell.get("id"), "(injected)")
+                return (f"cell {where} ({cell_section(cell)}) raised {out.get('ename')}: "
                         f"{out.get('evalue')}\n{tb}")
     return "no cell recorded an error"
 
@@ -114,7 +117,7 @@ def rehearse(spec: ModelSpec, notebook: Path, data_dir: Path, work_root: Path,
         pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name="python3",
                             cwd=str(work_root), progress_bar=False, execution_timeout=timeout)
     except pm.PapermillExecutionError as exc:
-        raise RehearsalError(f"{spec.name}: {_failed_cell(executed)}") from exc
+        raise RehearsalError(f"{spec.name}: {_failed_cell(executed, notebook)}") from exc
     finally:
         if saved is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)

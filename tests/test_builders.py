@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from builders import cli, crn, dpt
+from builders import crn, dpt
 from builders.metadata import PLACEHOLDER_USER, kaggle_username
 from builders.render import REPO_ROOT, build_notebook, notebook_text
 from builders.spec import ModelSpec, SpecError

@@ -1,0 +1,87 @@
+"""Rehearsal: output checks, failing-cell reports, and (slow) the real notebooks end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from builders import crn, dpt
+from builders.render import KERNELSPEC, build_notebook, write_notebook
+from smoke.rehearse import RehearsalError, check_outputs, expected_outputs, rehearse
+from tests.conftest_notebooks import read_validated
+
+
+def _write_outputs(work, name, metrics):
+    work.mkdir(parents=True, exist_ok=True)
+    for f in expected_outputs(name):
+        (work / f).write_bytes(b"x")
+    (work / f"{name}_summary.json").write_text(json.dumps({"metrics": metrics}))
+
+
+GOOD = {g: {"pesq": 1.2, "stoi": 0.8, "si_sdr": 3.0} for g in ("noisy", "enhanced", "delta")}
+
+
+def test_check_outputs_accepts_complete_run(tmp_path):
+    _write_outputs(tmp_path, "dpt", GOOD)
+    assert check_outputs("dpt", tmp_path)["metrics"] == GOOD
+
+
+def test_check_outputs_names_missing_files(tmp_path):
+    _write_outputs(tmp_path, "dpt", GOOD)
+    (tmp_path / "training_curves.png").unlink()
+    with pytest.raises(RehearsalError, match="training_curves.png"):
+        check_outputs("dpt", tmp_path)
+
+
+@pytest.mark.parametrize("bad", [None, "1.0", math.inf])
+def test_check_outputs_refuses_non_finite_metrics(tmp_path, bad):
+    metrics = json.loads(json.dumps(GOOD))
+    metrics["enhanced"]["pesq"] = bad
+    _write_outputs(tmp_path, "crn", metrics if bad is not math.inf else GOOD)
+    if bad is math.inf:  # json cannot hold inf; write it the way a careless writer would
+        text = (tmp_path / "crn_summary.json").read_text().replace("1.2", "Infinity", 1)
+        (tmp_path / "crn_summary.json").write_text(text)
+    with pytest.raises(RehearsalError, match="not finite"):
+        check_outputs("crn", tmp_path)
+
+
+def test_failing_cell_is_reported_with_index_section_and_traceback(tmp_path):
+    nb = new_notebook(cells=[
+        new_code_cell("# Parameters\nDATA_DIR = ''\nWORK_DIR = ''", metadata={"tags": ["parameters"]},
+                      id="parameters-0"),
+        new_code_cell("x = 1", id="setup-0"),
+        new_code_cell("def f():\n    raise ValueError('y_train/0012.wav: sample rate 8000')\nf()",
+                      id="data-3"),
+    ], metadata={"kernelspec": dict(KERNELSPEC)})
+    path = write_notebook(nb, tmp_path / "broken.ipynb")
+    with pytest.raises(RehearsalError) as info:
+        rehearse(dpt.SPEC, path, tmp_path / "data", tmp_path / "run", timeout=120)
+    message = str(info.value)
+    # numbered as in the rendered notebook, whatever cells papermill inserted
+    assert "cell 2 (data) raised ValueError: y_train/0012.wav: sample rate 8000" in message
+    assert "----> 3 f()" in message  # the traceback, without colour codes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [dpt.SPEC, crn.SPEC], ids=lambda s: s.name)
+def test_rehearsal_runs_the_real_notebook_end_to_end(spec, tmp_path_factory):
+    from smoke.rehearse import default_dataset
+
+    data = tmp_path_factory.getbasetemp() / "rehearsal-data"
+    if not (data / "manifest.json").exists():
+        default_dataset(data)
+    work_root = tmp_path_factory.mktemp(spec.name)
+    notebook = write_notebook(build_notebook(spec), work_root / spec.notebook_file)
+    result = rehearse(spec, notebook, data, work_root)
+    for name in expected_outputs(spec.name):
+        assert (result.work_dir / name).is_file(), name
+    executed = read_validated(result.executed)
+    assert not any(o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", []))
+    assert result.summary["model"] == spec.name
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "EPOCHS = 1" in injected[0].source
+    nbformat.validate(executed)

@@ -1,0 +1,120 @@
+"""Smoke harness: checks catch what they claim to, the report and the CLI table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builders import dpt
+from builders.render import build_notebook
+from smoke import checks
+from smoke.run import CheckResult, SmokeReport, load_spec, main, run_smoke
+
+
+@pytest.fixture(scope="module")
+def dpt_notebook():
+    return build_notebook(dpt.SPEC)
+
+
+def _ctx(nb, tmp_path: Path) -> checks.SmokeContext:
+    ctx = checks.SmokeContext(dpt.SPEC, nb, None, tmp_path)
+    checks.check_imports_config(ctx)
+    return ctx
+
+
+def test_checks_pass_on_the_rendered_notebook(dpt_notebook, tmp_path):
+    ctx = _ctx(dpt_notebook, tmp_path)
+    assert "crop" in checks.check_dataset(ctx)
+    assert "parameters" in checks.check_model(ctx)
+    assert "mask (2, 257" in checks.check_forward(ctx)
+
+
+def test_dataset_check_catches_misaligned_crops(dpt_notebook, tmp_path):
+    """The seed's bug: independent offsets for noisy and clean."""
+    ctx = _ctx(dpt_notebook, tmp_path)
+    good = ctx.ns["AlignedCropDataset"]
+
+    class Misaligned(good):
+        def __getitem__(self, i):
+            noisy, _ = super().__getitem__(i)
+            other = good(self.pairs, self.crop_samples, train=True, seed=self.seed + 99)
+            return noisy, other[i][1]
+
+    ctx.ns["AlignedCropDataset"] = Misaligned
+    with pytest.raises(checks.SmokeCheckError, match="not aligned"):
+        checks.check_dataset(ctx)
+
+
+def test_forward_check_catches_wrong_output_length(dpt_notebook, tmp_path):
+    ctx = _ctx(dpt_notebook, tmp_path)
+    checks.check_dataset(ctx)
+    checks.check_model(ctx)
+    real_forward = ctx.model.forward
+    ctx.model.forward = lambda wav: real_forward(wav)[:, :-10]
+    with pytest.raises(checks.SmokeCheckError, match="output"):
+        checks.check_forward(ctx)
+
+
+def test_imports_check_names_the_failing_cell(dpt_notebook, tmp_path):
+    nb = build_notebook(dpt.SPEC)
+    cell = next(c for c in nb.cells if c.metadata.get("module") == "templates.losses")
+    cell.source = cell.source + "\nundefined_at_import_time()\n"
+    with pytest.raises(checks.SmokeCheckError, match="templates.losses.*NameError"):
+        _ctx(nb, tmp_path)
+
+
+def test_lint_check_fails_on_seed_shadowing(dpt_notebook, tmp_path):
+    nb = build_notebook(dpt.SPEC)
+    cell = next(c for c in nb.cells if c.metadata.get("module") == "templates.models.dpt")
+    cell.source += "\n\ndef _bad(x):\n    B, C, nn, T = x.shape\n    return nn.functional.pad(x, (1, 1))\n"
+    ctx = checks.SmokeContext(dpt.SPEC, nb, None, tmp_path)
+    with pytest.raises(ValueError, match="KG007 'nn' shadows"):
+        checks.check_lint(ctx)
+
+
+def test_committed_check_detects_stale_notebook(tmp_path):
+    stale = tmp_path / "dpt.ipynb"
+    stale.write_text("{}\n")
+    ctx = checks.SmokeContext(dpt.SPEC, None, stale, tmp_path)
+    with pytest.raises(checks.SmokeCheckError, match="python builders/dpt.py"):
+        checks.check_committed(ctx)
+
+
+def test_report_ok_table_and_failures():
+    report = SmokeReport([CheckResult("dpt", "loss", True, 0.5, "fine"),
+                          CheckResult("dpt", "lint", False, 0.1, "cell 3: bad\nmore")])
+    assert not report.ok and [r.check for r in report.failures()] == ["lint"]
+    table = report.table()
+    assert "dpt    lint   FAIL" in table and "1/2 passed" in table and "more" not in table
+    assert not SmokeReport().ok  # nothing run is not a pass
+
+
+def test_run_smoke_stops_dependent_checks_after_a_failure(monkeypatch):
+    def broken(ctx):
+        raise checks.SmokeCheckError("model missing")
+
+    monkeypatch.setattr(checks, "CHECKS", [("model", broken), ("forward", checks.check_forward),
+                                           ("committed", checks.check_committed)])
+    report = run_smoke(["dpt"], echo=lambda *_: None)
+    by_check = {r.check: r for r in report.results}
+    assert not by_check["model"].ok and by_check["forward"].message.startswith("not run")
+    assert by_check["committed"].ok  # independent checks still run
+
+
+def test_unknown_model_is_a_clear_error():
+    with pytest.raises(ValueError, match="no builder for model 'nope'"):
+        load_spec("nope")
+
+
+def test_cli_exit_code_and_push_summary(monkeypatch, capsys):
+    monkeypatch.setattr(checks, "CHECKS", [("committed", checks.check_committed)])
+    assert main(["--model", "crn"]) == 0
+    out = capsys.readouterr().out
+    assert "1/1 passed" in out and "push folder notebooks/crn/" in out
+
+    def broken(ctx):
+        raise checks.SmokeCheckError("x")
+
+    monkeypatch.setattr(checks, "CHECKS", [("model", broken)])
+    assert main(["--model", "crn"]) == 1
