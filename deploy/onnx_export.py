@@ -6,6 +6,10 @@ enhanced, and the DPT's attention reshapes do not generalise over batch in the l
 torch 2.13's legacy TorchScript exporter (`dynamo=False`) handles LSTM and
 `nn.MultiheadAttention` and takes seconds; the dynamo exporter is the fallback.
 
+Known limitation: for DPT the legacy exporter bakes the export's frame count into
+`nn.MultiheadAttention`'s reshapes over time, so a DPT graph only runs at `n_frames` (export it
+with the length you will feed, e.g. 188 frames = 3 s); CRN and the causal CRN are fully dynamic.
+
 ONNX Runtime reproduces torch's mask within `ONNX_MASK_TOLERANCE` (measured around 1e-6).
 `OnnxEnhancer` runs torch STFT -> ONNX masker -> torch iSTFT, matching `model(wav)`.
 """

@@ -8,7 +8,9 @@ because dynamic quantization has no conv kernels. Effect per model:
 - DPT: the feed-forward `nn.Linear` layers of each `TransformerEncoderLayer` become int8, but
   `nn.MultiheadAttention` stays fp32 entirely: its input projection is a bare parameter used by
   `F.multi_head_attention_forward`, and its `out_proj` is a `NonDynamicallyQuantizableLinear`,
-  which `quantize_dynamic` skips on purpose. So DPT gains less from INT8 than CRN.
+  which `quantize_dynamic` skips on purpose. So DPT gains less from INT8 than CRN. The
+  layers' fused eval "fast path" cannot run with quantized Linear weights, so `quantize_int8`
+  routes them through the regular path.
 
 The INT8 file holds `{"model": int8 state_dict, "config": {"model": name, "model_kwargs": ...},
 "quantized": "dynamic_int8"}`; `load_int8` rebuilds the fp32 architecture, quantizes it and
@@ -33,7 +35,19 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     from torch.ao.quantization import quantize_dynamic
 
     m = copy.deepcopy(model).cpu().eval()
-    return quantize_dynamic(m, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+    q = quantize_dynamic(m, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+    for mod in q.modules():
+        if isinstance(mod, nn.TransformerEncoderLayer):
+            # The eval-mode "fast path" reads linear1.weight as a tensor, but a dynamically
+            # quantized Linear's weight is a method (AttributeError in torch 2.13). Any hook
+            # on the layer makes it take the regular path, which calls the quantized modules.
+            mod.register_forward_pre_hook(_int8_regular_path_hook)
+    return q
+
+
+def _int8_regular_path_hook(module, args):
+    """No-op pre-hook whose presence disables TransformerEncoderLayer's fused fast path."""
+    return None
 
 
 def model_config(model: nn.Module) -> dict:

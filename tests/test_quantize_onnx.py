@@ -1,0 +1,83 @@
+"""INT8 dynamic quantization and the ONNX masker: structure, round trips, numerical agreement."""
+import pytest
+import torch
+from torch import nn
+
+import templates.models.crn_causal  # noqa: F401  registers "crn_causal"
+from deploy.onnx_export import ONNX_MASK_TOLERANCE, OnnxEnhancer, export_masker_onnx, onnx_session
+from deploy.quantize import load_int8, model_config, quantize_int8, save_int8
+from templates.models.registry import build_model
+
+# torch 2.13 deprecates the quantized tensor API that quantize_dynamic uses; it still works.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+
+TINY = {
+    "crn": {"enc_channels": [4, 8, 16], "lstm_hidden": 16, "dec_channels": [8, 4, 4]},
+    "crn_causal": {"channels": [4, 8, 8], "hidden": 16},
+    "dpt": {"enc_channels": [8], "d_model": 16, "n_heads": 2, "d_ff": 32},
+}
+
+
+def _tiny(name):
+    torch.manual_seed(0)
+    m = build_model(name, **TINY[name])
+    m.train()
+    with torch.no_grad():  # non-default BatchNorm statistics
+        m(torch.randn(2, 3000))
+    return m.eval()
+
+
+@pytest.mark.parametrize("name", ["crn_causal", "dpt"])
+def test_int8_quantizes_lstm_and_linear_only(name, tmp_path):
+    m = _tiny(name)
+    q = quantize_int8(m)
+    kinds = {type(mod).__module__ for mod in q.modules()}
+    assert any("quantized" in k for k in kinds)
+    assert any(isinstance(mod, nn.Conv2d) for mod in q.modules())  # convs stay fp32
+    if name == "dpt":  # attention stays fp32 (see deploy/quantize.py)
+        assert any(isinstance(mod, nn.MultiheadAttention) for mod in q.modules())
+    assert m.training is False and not any("quantized" in type(x).__module__ for x in m.modules())
+    x = 0.3 * torch.randn(1, 8000)
+    with torch.no_grad():
+        ref, out = m(x), q(x)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() < 0.05 * ref.abs().max() + 1e-3  # close, not identical
+    path = save_int8(q, tmp_path / "m_int8.pth", model_config(m))
+    with torch.no_grad():
+        torch.testing.assert_close(load_int8(path)(x), out)
+
+
+def test_load_int8_rejects_other_files(tmp_path):
+    torch.save({"model": {}}, tmp_path / "x.pth")
+    with pytest.raises(ValueError, match="x.pth: not an INT8 model file"):
+        load_int8(tmp_path / "x.pth")
+
+
+def test_onnx_dpt_masker_matches_torch_at_export_length(tmp_path):
+    m = _tiny("dpt")
+    sess = onnx_session(export_masker_onnx(m, tmp_path / "dpt.onnx", n_frames=20))
+    mag = torch.rand(1, 1, 257, 20) * 3
+    with torch.no_grad():
+        ref = m.masker(mag).numpy()
+    assert abs(sess.run(None, {"magnitude": mag.numpy()})[0] - ref).max() < ONNX_MASK_TOLERANCE
+
+
+# Known limitation (torch 2.13 legacy exporter): nn.MultiheadAttention's reshape over time bakes
+# the export's frame count into the DPT graph, so other lengths fail in onnxruntime.
+@pytest.mark.parametrize("name", ["crn", "crn_causal", pytest.param(
+    "dpt", marks=pytest.mark.xfail(strict=True, reason="DPT time attention: fixed N in ONNX"))])
+def test_onnx_masker_matches_torch(name, tmp_path):
+    m = _tiny(name)
+    path = export_masker_onnx(m, tmp_path / f"{name}.onnx", n_frames=20)
+    assert m.training is False  # the exporter must not leave the model in training mode
+    sess = onnx_session(path)
+    for n in (7, 33):  # frame axis is dynamic
+        mag = torch.rand(1, 1, 257, n) * 3
+        out = sess.run(None, {"magnitude": mag.numpy()})[0]
+        with torch.no_grad():
+            ref = m.masker(mag).numpy()
+        assert out.shape == ref.shape
+        assert abs(out - ref).max() < ONNX_MASK_TOLERANCE
+    wav = 0.3 * torch.randn(5000)
+    with torch.no_grad():
+        torch.testing.assert_close(OnnxEnhancer(m, path)(wav), m(wav[None])[0], atol=1e-4, rtol=0)
