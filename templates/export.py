@@ -1,0 +1,142 @@
+"""Export section: INT8 and ONNX artefacts of the trained model and a CPU latency table.
+
+`export_artifacts(model, work_dir)` writes `<model>_int8.pth` (nn.LSTM and nn.Linear dynamically
+quantized to int8; convolutions and nn.MultiheadAttention stay fp32) and `<model>_masker.onnx`
+(the masker only: magnitude (1, 1, F, N) -> mask (1, F, N); the STFT stays outside), then times
+fp32, INT8 and ONNX Runtime on this machine's CPU with one thread. Per-hop time here is the time
+to enhance one 3 s crop divided by its number of hops (188): the models are not streaming, so
+this is throughput per hop, not the latency of a frame-by-frame stream. A hop is 16 ms of audio.
+When onnx/onnxruntime are missing the ONNX part is skipped with a printed reason.
+"""
+
+import copy
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def _export_time_ms(fn, repeats: int) -> list:
+    fn()  # warm-up (allocations, lazy init)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(1000.0 * (time.perf_counter() - t0))
+    return times
+
+
+def _export_row(name: str, times_ms: list, n_hops: int, hop_ms: float, size_mb) -> dict:
+    per_hop = [t / n_hops for t in times_ms]
+    return {
+        "variant": name,
+        "ms_per_hop_median": round(statistics.median(per_hop), 4),
+        "ms_per_hop_max": round(max(per_hop), 4),
+        "rtf": round(statistics.median(per_hop) / hop_ms, 5),
+        "size_mb": None if size_mb is None else round(size_mb, 3),
+    }
+
+
+def export_artifacts(model: nn.Module, work_dir, sample_rate: int = 16000, repeats: int = 5) -> dict:
+    """Write `<model>_int8.pth` and `<model>_masker.onnx` under `work_dir`; time them on CPU.
+
+    Returns `{"int8_path", "onnx_path" (or None), "onnx_skipped" (reason or None),
+    "latency": [rows of variant, ms_per_hop_median, ms_per_hop_max, rtf, size_mb], "definition"}`
+    for the summary JSON.
+    """
+    from torch.ao.quantization import quantize_dynamic
+
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    name = getattr(model, "model_name", "") or type(model).__name__.lower()
+    fp32 = copy.deepcopy(model).cpu().eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fp32_path = work / f"{name}_fp32_state.pth"
+        torch.save(fp32.state_dict(), fp32_path)
+        int8 = quantize_dynamic(copy.deepcopy(fp32), {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+        for mod in int8.modules():
+            if isinstance(mod, nn.TransformerEncoderLayer):
+                # A hook keeps quantized layers off the fused fast path, which cannot read
+                # quantized Linear weights.
+                mod.register_forward_pre_hook(lambda module, args: None)
+        int8_path = work / f"{name}_int8.pth"
+        torch.save({"model": int8.state_dict(), "config": {"model": name,
+                    "model_kwargs": fp32.get_config()}, "quantized": "dynamic_int8"}, int8_path)
+
+        crop = torch.randn(1, 3 * sample_rate) * 0.1
+        hop = fp32.front_end.hop
+        n_hops = fp32.front_end.num_frames(crop.shape[-1])
+        hop_ms = 1000.0 * hop / sample_rate
+        rows = []
+        with torch.no_grad():
+            rows.append(_export_row("fp32", _export_time_ms(lambda: fp32(crop), repeats), n_hops,
+                                    hop_ms, fp32_path.stat().st_size / 2**20))
+            rows.append(_export_row("int8", _export_time_ms(lambda: int8(crop), repeats), n_hops,
+                                    hop_ms, int8_path.stat().st_size / 2**20))
+        onnx_path, skipped = _export_onnx_masker(fp32, work / f"{name}_masker.onnx", n_hops)
+        if onnx_path is not None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1
+            sess = ort.InferenceSession(str(onnx_path), sess_options=opts,
+                                        providers=["CPUExecutionProvider"])
+            fe = fp32.front_end
+
+            def _onnx_enhance():
+                spec = fe.stft(crop)
+                mag = fe.magnitude(spec).unsqueeze(1).numpy()
+                mask = torch.from_numpy(sess.run(None, {"magnitude": mag})[0])
+                return fe.istft(fe.apply_mask(spec, mask), crop.shape[-1])
+
+            with torch.no_grad():
+                rows.append(_export_row("onnx", _export_time_ms(_onnx_enhance, repeats), n_hops,
+                                        hop_ms, onnx_path.stat().st_size / 2**20))
+    finally:
+        torch.set_num_threads(threads)
+    print(f"{'variant':<8} {'ms/hop':>8} {'max':>8} {'RTF':>8} {'MB':>8}   (hop = {hop_ms:.0f} ms)")
+    for r in rows:
+        print(f"{r['variant']:<8} {r['ms_per_hop_median']:>8.3f} {r['ms_per_hop_max']:>8.3f} "
+              f"{r['rtf']:>8.4f} {r['size_mb']:>8.2f}")
+    if skipped:
+        print(f"ONNX export skipped: {skipped}")
+    return {
+        "int8_path": str(int8_path),
+        "onnx_path": None if onnx_path is None else str(onnx_path),
+        "onnx_skipped": skipped,
+        "latency": rows,
+        "definition": "ms per hop = time to enhance one 3 s crop (1 CPU thread) / hops in it",
+    }
+
+
+def _export_onnx_masker(model: nn.Module, path: Path, n_frames: int):
+    """(path, None) after exporting the masker with a dynamic frame axis, or (None, reason)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        return None, f"onnx/onnxruntime not installed ({exc}); pip install onnx onnxruntime"
+
+    class _ExportMasker(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, mag):
+            return self.inner.masker(mag)
+
+    graph = _ExportMasker(model).eval()  # the exporter restores the wrapper's mode afterwards
+    try:
+        torch.onnx.export(graph, (torch.rand(1, 1, model.front_end.n_freq, n_frames),), str(path),
+                          input_names=["magnitude"], output_names=["mask"],
+                          dynamic_axes={"magnitude": {3: "frames"}, "mask": {2: "frames"}},
+                          opset_version=17, dynamo=False)
+    except Exception as exc:  # exporter generations differ; the run must go on without ONNX
+        return None, f"torch.onnx.export failed: {type(exc).__name__}: {exc}"
+    finally:
+        model.eval()
+    return path, None
