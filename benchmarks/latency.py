@@ -1,0 +1,123 @@
+"""Per-hop compute time, real-time factor and size on disk: CRN, DPT, causal CRN x fp32/INT8/ONNX.
+
+    python benchmarks/latency.py [--repeats 20] [--hops 300] [--checkpoint-dir DIR]
+
+One CPU thread (torch.set_num_threads(1), onnxruntime intra-op 1), all rows in one run.
+Two definitions, named in the `def` column:
+- `crop`: time to enhance one 3 s crop (STFT + masker + iSTFT; 188 hops) / 188. Throughput per
+  hop of an offline model; NOT the latency of a stream.
+- `stream`: time of one `StreamingEnhancer.process(256 samples)` call of the causal CRN (one
+  frame: FFT, masker_step with carried state, inverse FFT, overlap-add). This is the per-frame
+  compute a real-time stream pays; p99 over `--hops` calls.
+RTF = median ms per hop / 16 ms (hop duration). Budget from the seed: < 15 ms per frame.
+Algorithmic latency (window + lookahead) of the causal CRN is printed: 32 ms + 0 ms.
+Weights are random (timing does not depend on them); sizes are files written here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import templates.models.crn_causal  # noqa: E402,F401  registers "crn_causal"
+from deploy.onnx_export import OnnxEnhancer, export_masker_onnx  # noqa: E402
+from deploy.quantize import model_config, quantize_int8, save_int8  # noqa: E402
+from deploy.streaming import ALGORITHMIC_LATENCY_MS, StreamingEnhancer  # noqa: E402
+from templates.models.registry import build_model, count_parameters  # noqa: E402
+
+SR, HOP = 16000, 256
+HOP_MS = 1000.0 * HOP / SR
+
+
+def _times(fn, repeats: int) -> list[float]:
+    fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(1000.0 * (time.perf_counter() - t0))
+    return out
+
+
+def _row(model, variant, definition, per_hop, size_mb):
+    return {"model": model, "variant": variant, "def": definition,
+            "median": statistics.median(per_hop), "p99": float(np.percentile(per_hop, 99)),
+            "rtf": statistics.median(per_hop) / HOP_MS, "size_mb": size_mb}
+
+
+def run(repeats: int = 20, hops: int = 300, work: Path | None = None) -> list[dict]:
+    torch.set_num_threads(1)
+    work = Path(work or tempfile.mkdtemp(prefix="latency_"))
+    torch.manual_seed(0)
+    crop = 0.1 * torch.randn(1, 3 * SR)
+    n_hops = 1 + crop.shape[-1] // HOP
+    rows = []
+    for name in ("crn", "dpt", "crn_causal"):
+        m = build_model(name).eval()
+        print(f"{name}: {count_parameters(m):,} parameters", flush=True)
+        sd = work / f"{name}.pth"
+        torch.save(m.state_dict(), sd)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q = quantize_int8(m)
+            qp = save_int8(q, work / f"{name}_int8.pth", model_config(m))
+        onnx_path = export_masker_onnx(m, work / f"{name}_masker.onnx", n_frames=n_hops)
+        ox = OnnxEnhancer(m, onnx_path, threads=1)
+        with torch.no_grad():
+            for variant, fn, path in (("fp32", lambda m=m: m(crop), sd),
+                                      ("int8", lambda q=q: q(crop), qp),
+                                      ("onnx", lambda ox=ox: ox(crop), onnx_path)):
+                per_hop = [t / n_hops for t in _times(fn, repeats)]
+                rows.append(_row(name, variant, "crop", per_hop, path.stat().st_size / 2**20))
+            for variant, mod, path in (("fp32", m, sd), ("int8", q, qp)):
+                if name != "crn_causal":
+                    continue
+                s = StreamingEnhancer(mod)
+                chunks = 0.1 * torch.randn(hops + 5, HOP)
+                for c in chunks[:5]:
+                    s.process(c)  # past the start-up (first output block)
+                per_hop = []
+                for c in chunks[5:]:
+                    t0 = time.perf_counter()
+                    s.process(c)
+                    per_hop.append(1000.0 * (time.perf_counter() - t0))
+                rows.append(_row(name, variant, "stream", per_hop, path.stat().st_size / 2**20))
+    return rows
+
+
+def format_table(rows) -> str:
+    head = (f"{'model':<11}{'variant':<8}{'def':<8}{'ms/hop med':>11}{'p99':>8}{'RTF':>8}"
+            f"{'size MB':>9}{'vs fp32':>9}")
+    lines = [head, "-" * len(head)]
+    base = {(r["model"], r["def"]): r["median"] for r in rows if r["variant"] == "fp32"}
+    for r in rows:
+        speed = base[(r["model"], r["def"])] / r["median"]
+        lines.append(f"{r['model']:<11}{r['variant']:<8}{r['def']:<8}{r['median']:>11.3f}"
+                     f"{r['p99']:>8.3f}{r['rtf']:>8.4f}{r['size_mb']:>9.2f}{speed:>8.2f}x")
+    lines.append(f"hop = {HOP_MS:.0f} ms; budget < 15 ms per frame; causal CRN algorithmic latency "
+                 f"= {ALGORITHMIC_LATENCY_MS:.0f} ms window + 0 ms lookahead; 1 CPU thread")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--hops", type=int, default=300)
+    p.add_argument("--work", default=None, help="folder for the model files (default: temp)")
+    args = p.parse_args(argv)
+    print(format_table(run(args.repeats, args.hops, args.work)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
