@@ -16,7 +16,11 @@ from torch import nn
 from templates.models.base import MaskingModel
 
 _MODEL_REGISTRY: dict[str, type[MaskingModel]] = {}
-_BUILTIN_MODEL_MODULES = {"crn": "templates.models.crn", "dpt": "templates.models.dpt"}
+_BUILTIN_MODEL_MODULES = {
+    "crn": "templates.models.crn",
+    "dpt": "templates.models.dpt",
+    "crn_causal": "templates.models.crn_causal",
+}
 
 
 def register_model(name: str) -> Callable[[type[MaskingModel]], type[MaskingModel]]:
