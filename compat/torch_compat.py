@@ -6,8 +6,10 @@ The seed's four breakages: `get_device_properties(i).total_mem` (now `total_memo
 sm_60 kernels. Each function here inspects the installed torch instead of assuming a version.
 """
 
+import concurrent.futures
 import importlib.metadata
 import inspect
+import multiprocessing
 import os
 import platform
 import re
@@ -191,6 +193,26 @@ def check_gpu_supported(probe: bool = True) -> str:
             mem = ""
         described.append(f"cuda:{i} {name} ({sm}{mem})")
     return "; ".join(described)
+
+
+def run_without_cuda_init(fn, *args, **kwargs):
+    """Call `fn(*args, **kwargs)` so that THIS process does not initialise CUDA.
+
+    Training on both of Kaggle's T4s forks one DDP worker per GPU, and a forked child cannot use
+    a CUDA context its parent created: one `get_device_capability` or probe kernel in an early
+    notebook cell would silently leave training on one GPU. With a GPU visible and CUDA not yet
+    initialised here, `fn` runs in a forked child (which may initialise CUDA and exit); its return
+    value or its exception comes back. Otherwise (no GPU, CUDA already initialised, no fork on
+    this platform) it runs in-process. `fn` and its result must pickle (module-level functions,
+    including those defined in notebook cells, do under fork).
+    """
+    initialised = getattr(torch.cuda, "is_initialized", lambda: False)()
+    if (_compat_cuda_count() == 0 or initialised
+            or "fork" not in multiprocessing.get_all_start_methods()):
+        return fn(*args, **kwargs)
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
 
 
 def _compat_version(dist: str):

@@ -50,8 +50,9 @@ print("installed:", ", ".join(installed) if installed else "nothing, all present
 # than at the first CUDA call after the data is prepared (P100 images lack sm_60 kernels).
 
 # %%
-print(format_environment(environment_report(WORK_DIR)))
-print(check_gpu_supported())
+# In a forked child: this kernel must not initialise CUDA before training forks its GPU workers.
+print(format_environment(run_without_cuda_init(environment_report, WORK_DIR)))
+print(run_without_cuda_init(check_gpu_supported))
 
 # %% [markdown] section=config
 # ## Configuration

@@ -305,3 +305,42 @@ def test_environment_report_with_gpus(fake, tmp_path):
 def test_format_environment_marks_missing_torchaudio():
     text = tc.format_environment({"python": "3.11", "torch": "2.13", "torchaudio": None})
     assert "torchaudio missing" in text
+
+
+# ---------------------------------------------------------------------------- run_without_cuda_init
+
+
+def _report_pid(tag):
+    import os
+
+    return tag, os.getpid()
+
+
+def _raise_p100():
+    raise RuntimeError("Tesla P100-PCIE-16GB is sm_60")
+
+
+def test_run_without_cuda_init_runs_in_process_without_gpu(fake):
+    import os
+
+    fake(devices=[], arch_list=ARCH_70_90)
+    assert tc.run_without_cuda_init(_report_pid, "x") == ("x", os.getpid())
+
+
+def test_run_without_cuda_init_forks_when_a_gpu_is_visible(monkeypatch):
+    import os
+
+    # A visible GPU and an uninitialised CUDA: the call must leave this process (forked child).
+    monkeypatch.setattr(tc, "_compat_cuda_count", lambda: 2)
+    tag, pid = tc.run_without_cuda_init(_report_pid, "env")
+    assert tag == "env" and pid != os.getpid()
+    with pytest.raises(RuntimeError, match="sm_60"):
+        tc.run_without_cuda_init(_raise_p100)
+
+
+def test_run_without_cuda_init_stays_in_process_once_cuda_is_initialised(monkeypatch):
+    import os
+
+    monkeypatch.setattr(tc, "_compat_cuda_count", lambda: 2)
+    monkeypatch.setattr(tc.torch.cuda, "is_initialized", lambda: True)
+    assert tc.run_without_cuda_init(_report_pid, "y") == ("y", os.getpid())
