@@ -1,7 +1,7 @@
 """Enhance wav files with a trained checkpoint.
 
     enhance CKPT INPUT [INPUT ...] --out DIR [--model NAME] [--model-kwargs JSON]
-            [--chunk-seconds 6] [--overlap-seconds 1] [--vad-gate-db 0] [--vad energy|webrtc]
+            [--chunk-seconds 6] [--overlap-seconds 1] [--vad-gate-db 0] [--vad webrtc|energy]
     python -m deploy.enhance ...   (same)
 
 CKPT is one of our checkpoint dicts (its `config` names the model and its kwargs) or a bare
@@ -14,7 +14,7 @@ model and the result back to the file's own rate. Channels are enhanced one by o
 downmixed), so a stereo file stays stereo with its channel balance; the cost is one model pass
 per channel. Long files go through `enhance_waveform` in overlapping, cross-faded chunks.
 `--vad-gate-db D` attenuates non-speech frames of the enhanced signal by D dB (smoothed), with
-the detector chosen by `--vad` (see deploy/vad.py for why energy is the default).
+the detector chosen by `--vad` (see deploy/vad.py for why WebRTC is the default).
 
 A file that cannot be read or written is reported (`x.wav: cannot read: ...`) and skipped; the
 command exits 1 when any file failed, after a summary line.
@@ -90,7 +90,7 @@ def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
 
 def enhance_array(model: nn.Module, audio: np.ndarray, sample_rate: int, chunk_seconds: float = 6.0,
                   overlap_seconds: float = 1.0, vad_gate_db: float = 0.0,
-                  vad_detector: str = "energy", enhancer=None) -> np.ndarray:
+                  vad_detector: str = "webrtc", enhancer=None) -> np.ndarray:
     """Enhance (T, C) float audio at any rate, channel by channel -> (T, C) float32 same rate.
 
     `enhancer`, if given, replaces the model call: a function (T,) tensor at 16 kHz -> (T,).
@@ -152,7 +152,7 @@ class EnhanceReport:
 
 def enhance_files(model: nn.Module, inputs, out_dir, chunk_seconds: float = 6.0,
                   overlap_seconds: float = 1.0, vad_gate_db: float = 0.0,
-                  vad_detector: str = "energy", progress: bool = True,
+                  vad_detector: str = "webrtc", progress: bool = True,
                   echo=print) -> EnhanceReport:
     """Enhance every input into `out_dir` at the input's rate and channel count."""
     import soundfile as sf
@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap-seconds", type=float, default=1.0)
     p.add_argument("--vad-gate-db", type=float, default=0.0,
                    help="attenuate non-speech frames by this many dB (0: off)")
-    p.add_argument("--vad", default="energy", choices=("energy", "webrtc"))
+    p.add_argument("--vad", default="webrtc", choices=("webrtc", "energy"),
+                   help="detector for --vad-gate-db (webrtc: aggressiveness 3)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     return p

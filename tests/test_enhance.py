@@ -101,7 +101,7 @@ def test_main_vad_gate_and_errors(trained, tmp_path, capsys):
                "--no-progress"])
     gated = main([str(d / "bare.pth"), str(tmp_path / "x.wav"), "--out", str(tmp_path / "o2"),
                   "--model", "crn_causal", "--model-kwargs", '{"channels": [4, 8, 8], "hidden": 16}',
-                  "--vad-gate-db", "30", "--no-progress"])
+                  "--vad-gate-db", "30", "--vad", "energy", "--no-progress"])
     assert ok == gated == 0
     plain, _ = sf.read(tmp_path / "o1" / "x.wav")
     quiet, _ = sf.read(tmp_path / "o2" / "x.wav")
