@@ -49,7 +49,8 @@ class RehearsalResult:
 def expected_outputs(name: str) -> list[str]:
     """Files every run writes (``ckpt_ep5.pth`` and later need five epochs, so not listed)."""
     return [f"{name}_best.pth", "last.pth", "history.csv", "training_curves.png",
-            "spectrogram_comparison.png", f"{name}_summary.json"]
+            "spectrogram_comparison.png", "eval_per_file.csv", f"{name}_summary.json",
+            f"{name}_int8.pth", f"{name}_masker.onnx"]
 
 
 def rehearsal_parameters(data_dir: Path, work_dir: Path) -> dict[str, Any]:
@@ -97,6 +98,9 @@ def check_outputs(name: str, work_dir: Path) -> dict[str, Any]:
                 bad.append(f"{group}.{metric}={value!r}")
     if bad:
         raise RehearsalError(f"{path.name}: metrics not finite: {', '.join(bad)}")
+    latency = summary.get("export", {}).get("latency") or []
+    if {row.get("variant") for row in latency} != {"fp32", "int8", "onnx"}:
+        raise RehearsalError(f"{path.name}: export latency table incomplete: {latency!r}")
     return summary
 
 

@@ -11,7 +11,8 @@
 # Rendered from tested modules by `python builders/{name}.py`; do not edit this notebook by hand.
 # Dataset: `{dataset}` (mounted under `/kaggle/input`, found by walking it). Every output goes
 # to `WORK_DIR`: `{name}_best.pth`, `ckpt_ep*.pth`, `last.pth`, `history.csv`,
-# `training_curves.png`, `spectrogram_comparison.png`, `{name}_summary.json`.
+# `training_curves.png`, `spectrogram_comparison.png`, `eval_per_file.csv`, `{name}_summary.json`,
+# and the exports `{name}_int8.pth`, `{name}_masker.onnx`.
 
 # %% [markdown] section=parameters
 # ## Parameters
@@ -148,3 +149,15 @@ import json
 
 summary = write_outputs(cfg, model, train_result, eval_result)
 print(json.dumps(summary["metrics"], indent=2))
+
+# %% [markdown] section=export
+# ## Export: INT8, ONNX and CPU latency
+#
+# The trained model as a dynamically quantised INT8 checkpoint and an ONNX masker (the STFT stays
+# outside), with a one-thread CPU latency table (fp32 vs INT8 vs ONNX Runtime) added to the summary.
+
+# %% include=templates.export
+
+# %%
+summary["export"] = export_artifacts(model, cfg.work_dir, sample_rate=cfg.sample_rate)
+write_summary(summary, Path(cfg.work_dir) / f"{cfg.model}_summary.json")

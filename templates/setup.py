@@ -16,6 +16,9 @@ NOTEBOOK_REQUIREMENTS = {
     "pystoi": "pystoi==0.4.1",
     "py7zr": "py7zr==1.1.4",
     "soundfile": "soundfile==0.14.0",
+    # The export section writes an ONNX masker and times it with onnxruntime.
+    "onnx": "onnx==1.23.2",
+    "onnxruntime": "onnxruntime==1.32.0",
 }
 
 

@@ -8,6 +8,7 @@ import types
 
 import pytest
 
+import builders
 from builders import crn, dpt
 from builders.metadata import PLACEHOLDER_USER, kaggle_username
 from builders.render import REPO_ROOT, build_notebook, notebook_text
@@ -102,6 +103,9 @@ def _fail_if_kaggle_ops_used(monkeypatch):
 
     fake.push_notebook = fake.kernel_status = fake.fetch_outputs = boom
     monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
+    # `from builders import kaggle_ops` prefers the package attribute once the real module was
+    # imported by an earlier test: replace both.
+    monkeypatch.setattr(builders, "kaggle_ops", fake, raising=False)
 
 
 def test_push_with_placeholder_user_is_refused_before_anything(tmp_path, monkeypatch, capsys):
@@ -147,6 +151,9 @@ def test_push_passes_gate_then_calls_kaggle_ops(tmp_path, monkeypatch, capsys):
 
     fake.push_notebook = push_notebook
     monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
+    # `from builders import kaggle_ops` prefers the package attribute once the real module was
+    # imported by an earlier test: replace both.
+    monkeypatch.setattr(builders, "kaggle_ops", fake, raising=False)
     gate = {}
 
     def ok_smoke(models, rehearse, data, notebooks, echo):

@@ -14,12 +14,14 @@ from builders.render import KERNELSPEC, build_notebook, write_notebook
 from smoke.rehearse import RehearsalError, check_outputs, expected_outputs, rehearse
 from tests.conftest_notebooks import read_validated
 
+EXPORT = {"latency": [{"variant": v, "ms_per_hop_median": 1.0} for v in ("fp32", "int8", "onnx")]}
 
-def _write_outputs(work, name, metrics):
+
+def _write_outputs(work, name, metrics, export=EXPORT):
     work.mkdir(parents=True, exist_ok=True)
     for f in expected_outputs(name):
         (work / f).write_bytes(b"x")
-    (work / f"{name}_summary.json").write_text(json.dumps({"metrics": metrics}))
+    (work / f"{name}_summary.json").write_text(json.dumps({"metrics": metrics, "export": export}))
 
 
 GOOD = {g: {"pesq": 1.2, "stoi": 0.8, "si_sdr": 3.0} for g in ("noisy", "enhanced", "delta")}
@@ -34,6 +36,12 @@ def test_check_outputs_names_missing_files(tmp_path):
     _write_outputs(tmp_path, "dpt", GOOD)
     (tmp_path / "training_curves.png").unlink()
     with pytest.raises(RehearsalError, match="training_curves.png"):
+        check_outputs("dpt", tmp_path)
+
+
+def test_check_outputs_requires_the_export_latency_table(tmp_path):
+    _write_outputs(tmp_path, "dpt", GOOD, export={"latency": EXPORT["latency"][:2]})
+    with pytest.raises(RehearsalError, match="export latency table incomplete"):
         check_outputs("dpt", tmp_path)
 
 
