@@ -13,9 +13,10 @@ from builders import crn, dpt
 from builders.metadata import PLACEHOLDER_USER, kaggle_username
 from builders.render import REPO_ROOT, build_notebook, notebook_text
 from builders.spec import ModelSpec, SpecError
+from smoke.run import MODELS, load_spec
 from tests.conftest_notebooks import read_validated
 
-SPECS = [dpt.SPEC, crn.SPEC]
+SPECS = [load_spec(name) for name in MODELS]  # every builders/<name>.py with a SPEC
 STALE = ("is out of date: a rendered module or the layout changed. Run "
          "`python builders/dpt.py && python builders/crn.py` and commit notebooks/")
 

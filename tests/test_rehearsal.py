@@ -9,9 +9,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from builders import crn, dpt
+from builders import dpt
 from builders.render import KERNELSPEC, build_notebook, write_notebook
 from smoke.rehearse import RehearsalError, check_outputs, expected_outputs, rehearse
+from smoke.run import MODELS, load_spec
 from tests.conftest_notebooks import read_validated
 
 EXPORT = {"latency": [{"variant": v, "ms_per_hop_median": 1.0} for v in ("fp32", "int8", "onnx")]}
@@ -75,7 +76,7 @@ def test_failing_cell_is_reported_with_index_section_and_traceback(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", [dpt.SPEC, crn.SPEC], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [load_spec(name) for name in MODELS], ids=lambda s: s.name)
 def test_rehearsal_runs_the_real_notebook_end_to_end(spec, tmp_path_factory):
     from smoke.rehearse import default_dataset
 
