@@ -50,22 +50,19 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         model = inner
 
 
-def save_checkpoint(path, **state) -> Path:
-    """Write ``state`` (plus ``format``) to ``path`` atomically; return the path.
+def atomic_write(path, write, binary: bool = True) -> Path:
+    """Write a file through ``write(fh)`` atomically; return the path.
 
-    Modules, optimizers, schedulers and grad scalers may be passed as objects: their
-    ``state_dict()`` is stored. The bytes go to a temporary file in the same folder, are flushed
-    and fsynced, then ``os.replace``d over ``path``: a crash mid-write leaves the previous file
-    (or none), never a truncated one under the real name.
+    The bytes go to a temporary file in the same folder, are flushed and fsynced, then
+    ``os.replace``d over ``path``: a crash mid-write (a Kaggle session killed at its time limit)
+    leaves the previous file, or none, never a truncated one under the real name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {key: _ckpt_state_of(value) for key, value in state.items()}
-    payload["format"] = CHECKPOINT_FORMAT
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
@@ -77,6 +74,17 @@ def save_checkpoint(path, **state) -> Path:
         raise
     _ckpt_fsync_dir(path.parent)
     return path
+
+
+def save_checkpoint(path, **state) -> Path:
+    """Write ``state`` (plus ``format``) to ``path`` atomically (`atomic_write`); return the path.
+
+    Modules, optimizers, schedulers and grad scalers may be passed as objects: their
+    ``state_dict()`` is stored.
+    """
+    payload = {key: _ckpt_state_of(value) for key, value in state.items()}
+    payload["format"] = CHECKPOINT_FORMAT
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def _ckpt_fsync_dir(folder: Path) -> None:

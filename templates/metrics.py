@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
+from templates.checkpoint import atomic_write
+
 PESQ_SAMPLE_RATE = 16000
 PESQ_MIN_SECONDS = 0.25
 
@@ -185,7 +187,8 @@ class ScoreTable:
         """One line per file; empty cells for skipped metrics, reasons in `skipped_reason`."""
         reasons = dict(self.skipped)
         names = [f.name for f in fields(ScoreRow)]
-        with open(path, "w", newline="") as fh:
+
+        def _write(fh):
             writer = csv.writer(fh)
             writer.writerow([*names, "skipped_reason"])
             for r in self.rows:
@@ -194,6 +197,8 @@ class ScoreTable:
                     *("" if not math.isfinite(v) else f"{v:.6f}" for v in astuple(r)[1:]),
                 ]
                 writer.writerow([*values, reasons.get(r.name, "")])
+
+        atomic_write(path, _write, binary=False)
 
 
 def _metrics_score_perceptual(item, sample_rate: int):

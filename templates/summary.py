@@ -8,13 +8,12 @@ would still write ``NaN``/``Infinity``, and writes atomically.
 import importlib.metadata
 import json
 import math
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
 
+from templates.checkpoint import atomic_write
 from templates.models.registry import count_parameters
 
 SUMMARY_METRICS = ("pesq", "stoi", "si_sdr")
@@ -110,16 +109,4 @@ def write_summary(summary: dict, path) -> Path:
             f"build the summary with build_summary, which turns it into null with a reason"
         )
     text = json.dumps(summary, indent=2, allow_nan=False, default=str) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda fh: fh.write(text), binary=False)

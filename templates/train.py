@@ -19,9 +19,7 @@ process (``is_main``) writes files and prints.
 import csv
 import io
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from compat.torch_compat import make_plateau_scheduler
-from templates.checkpoint import load_checkpoint, save_checkpoint, unwrap_model
+from templates.checkpoint import atomic_write, load_checkpoint, save_checkpoint, unwrap_model
 
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds", "saved")
 
@@ -137,17 +135,7 @@ def _train_write_history(path: Path, history: list) -> None:
     writer.writeheader()
     for row in history:
         writer.writerow({k: row.get(k) for k in HISTORY_FIELDS})
-    fd, tmp = tempfile.mkstemp(prefix=".history.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: fh.write(buf.getvalue()), binary=False)
 
 
 def format_epoch_line(row: dict, warmup: bool = False, lr_dropped: bool = False) -> str:
