@@ -25,7 +25,8 @@
 # %% [markdown] section=install
 # ## Install what the image lacks
 #
-# PESQ, STOI and the `.7z` reader are not in the Kaggle image; missing ones are pip-installed.
+# PESQ, STOI, the `.7z` reader and ONNX (for the export) may be missing from the Kaggle image;
+# missing ones are pip-installed at the versions this toolkit was tested with.
 
 # %% include=templates.setup
 
