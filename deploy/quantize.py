@@ -10,7 +10,8 @@ because dynamic quantization has no conv kernels. Effect per model:
   `F.multi_head_attention_forward`, and its `out_proj` is a `NonDynamicallyQuantizableLinear`,
   which `quantize_dynamic` skips on purpose. So DPT gains less from INT8 than CRN. The
   layers' fused eval "fast path" cannot run with quantized Linear weights, so `quantize_int8`
-  routes them through the regular path.
+  routes them through the regular path. `quantize_int8` lives in `templates/export.py`, which
+  the notebook's export section renders, so notebook and local INT8 files are the same.
 
 The INT8 file holds `{"model": int8 state_dict, "config": {"model": name, "model_kwargs": ...},
 "quantized": "dynamic_int8"}`; `load_int8` rebuilds the fp32 architecture, quantizes it and
@@ -19,35 +20,13 @@ loads the int8 weights.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from templates.export import INT8_FORMAT, quantize_int8
 from templates.models.registry import build_model
-
-INT8_FORMAT = "dynamic_int8"
-
-
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of `model` with nn.LSTM and nn.Linear dynamically quantized to int8."""
-    from torch.ao.quantization import quantize_dynamic
-
-    m = copy.deepcopy(model).cpu().eval()
-    q = quantize_dynamic(m, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
-    for mod in q.modules():
-        if isinstance(mod, nn.TransformerEncoderLayer):
-            # The eval-mode "fast path" reads linear1.weight as a tensor, but a dynamically
-            # quantized Linear's weight is a method (AttributeError in torch 2.13). Any hook
-            # on the layer makes it take the regular path, which calls the quantized modules.
-            mod.register_forward_pre_hook(_int8_regular_path_hook)
-    return q
-
-
-def _int8_regular_path_hook(module, args):
-    """No-op pre-hook whose presence disables TransformerEncoderLayer's fused fast path."""
-    return None
 
 
 def model_config(model: nn.Module) -> dict:

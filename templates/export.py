@@ -17,6 +17,28 @@ from pathlib import Path
 import torch
 from torch import nn
 
+# The `quantized` tag of an INT8 file; `deploy.quantize.load_int8` reads these files too.
+INT8_FORMAT = "dynamic_int8"
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """An eval-mode CPU copy of `model` with nn.LSTM and nn.Linear dynamically quantized to int8."""
+    from torch.ao.quantization import quantize_dynamic
+
+    q = quantize_dynamic(copy.deepcopy(model).cpu().eval(), {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+    for mod in q.modules():
+        if isinstance(mod, nn.TransformerEncoderLayer):
+            # The eval-mode "fast path" reads linear1.weight as a tensor, but a dynamically
+            # quantized Linear's weight is a method (AttributeError in torch 2.13). Any hook
+            # on the layer makes it take the regular path, which calls the quantized modules.
+            mod.register_forward_pre_hook(_export_regular_path_hook)
+    return q
+
+
+def _export_regular_path_hook(module, args):
+    """No-op pre-hook whose presence disables TransformerEncoderLayer's fused fast path."""
+    return None
+
 
 def _export_time_ms(fn, repeats: int) -> list:
     fn()  # warm-up (allocations, lazy init)
@@ -46,8 +68,6 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = 16000, repea
     "latency": [rows of variant, ms_per_hop_median, ms_per_hop_max, rtf, size_mb], "definition"}`
     for the summary JSON.
     """
-    from torch.ao.quantization import quantize_dynamic
-
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     name = getattr(model, "model_name", "") or type(model).__name__.lower()
@@ -57,15 +77,10 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = 16000, repea
     try:
         fp32_path = work / f"{name}_fp32_state.pth"
         torch.save(fp32.state_dict(), fp32_path)
-        int8 = quantize_dynamic(copy.deepcopy(fp32), {nn.LSTM, nn.Linear}, dtype=torch.qint8)
-        for mod in int8.modules():
-            if isinstance(mod, nn.TransformerEncoderLayer):
-                # A hook keeps quantized layers off the fused fast path, which cannot read
-                # quantized Linear weights.
-                mod.register_forward_pre_hook(lambda module, args: None)
+        int8 = quantize_int8(fp32)
         int8_path = work / f"{name}_int8.pth"
         torch.save({"model": int8.state_dict(), "config": {"model": name,
-                    "model_kwargs": fp32.get_config()}, "quantized": "dynamic_int8"}, int8_path)
+                    "model_kwargs": fp32.get_config()}, "quantized": INT8_FORMAT}, int8_path)
 
         crop = torch.randn(1, 3 * sample_rate) * 0.1
         hop = fp32.front_end.hop
