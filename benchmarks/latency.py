@@ -33,20 +33,11 @@ import templates.models.crn_causal  # noqa: E402,F401  registers "crn_causal"
 from deploy.onnx_export import OnnxEnhancer, export_masker_onnx  # noqa: E402
 from deploy.quantize import model_config, quantize_int8, save_int8  # noqa: E402
 from deploy.streaming import ALGORITHMIC_LATENCY_MS, StreamingEnhancer  # noqa: E402
+from templates.export import time_calls_ms  # noqa: E402
 from templates.models.registry import build_model, count_parameters  # noqa: E402
 
 SR, HOP = 16000, 256
 HOP_MS = 1000.0 * HOP / SR
-
-
-def _times(fn, repeats: int) -> list[float]:
-    fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(1000.0 * (time.perf_counter() - t0))
-    return out
 
 
 def _row(model, variant, definition, per_hop, size_mb):
@@ -77,7 +68,7 @@ def run(repeats: int = 20, hops: int = 300, work: Path | None = None) -> list[di
             for variant, fn, path in (("fp32", lambda m=m: m(crop), sd),
                                       ("int8", lambda q=q: q(crop), qp),
                                       ("onnx", lambda ox=ox: ox(crop), onnx_path)):
-                per_hop = [t / n_hops for t in _times(fn, repeats)]
+                per_hop = [t / n_hops for t in time_calls_ms(fn, repeats)]
                 rows.append(_row(name, variant, "crop", per_hop, path.stat().st_size / 2**20))
             for variant, mod, path in (("fp32", m, sd), ("int8", q, qp)):
                 if name != "crn_causal":

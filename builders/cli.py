@@ -26,7 +26,7 @@ RUNS_DIR = REPO_ROOT / "runs"
 # option -> parameters-cell name; argparse types do the parsing, the translator writes the code
 _OVERRIDES: list[tuple[str, str, Any, str]] = [
     ("--epochs", "EPOCHS", int, "training epochs"),
-    ("--batch-size", "BATCH_SIZE", int, "batch size per GPU"),
+    ("--batch-size", "BATCH_SIZE", int, "batch size per optimiser step (split across GPUs)"),
     ("--lr", "LR", float, "learning rate"),
     ("--crop-seconds", "CROP_SECONDS", float, "training crop length in seconds"),
     ("--seed", "SEED", int, "random seed"),

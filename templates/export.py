@@ -40,7 +40,8 @@ def _export_regular_path_hook(module, args):
     return None
 
 
-def _export_time_ms(fn, repeats: int) -> list:
+def time_calls_ms(fn, repeats: int) -> list:
+    """Milliseconds of each of `repeats` calls of `fn`, after one warm-up call."""
     fn()  # warm-up (allocations, lazy init)
     times = []
     for _ in range(repeats):
@@ -88,9 +89,9 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = 16000, repea
         hop_ms = 1000.0 * hop / sample_rate
         rows = []
         with torch.no_grad():
-            rows.append(_export_row("fp32", _export_time_ms(lambda: fp32(crop), repeats), n_hops,
+            rows.append(_export_row("fp32", time_calls_ms(lambda: fp32(crop), repeats), n_hops,
                                     hop_ms, fp32_path.stat().st_size / 2**20))
-            rows.append(_export_row("int8", _export_time_ms(lambda: int8(crop), repeats), n_hops,
+            rows.append(_export_row("int8", time_calls_ms(lambda: int8(crop), repeats), n_hops,
                                     hop_ms, int8_path.stat().st_size / 2**20))
         onnx_path, skipped = _export_onnx_masker(fp32, work / f"{name}_masker.onnx", n_hops)
         if onnx_path is not None:
@@ -109,7 +110,7 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = 16000, repea
                 return fe.istft(fe.apply_mask(spec, mask), crop.shape[-1])
 
             with torch.no_grad():
-                rows.append(_export_row("onnx", _export_time_ms(_onnx_enhance, repeats), n_hops,
+                rows.append(_export_row("onnx", time_calls_ms(_onnx_enhance, repeats), n_hops,
                                         hop_ms, onnx_path.stat().st_size / 2**20))
     finally:
         torch.set_num_threads(threads)
