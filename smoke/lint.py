@@ -8,7 +8,10 @@
    ``torch.load`` without ``weights_only``, hard-coded ``/kaggle/input/<slug>`` paths,
    ``DataLoader(num_workers>0)`` without ``persistent_workers=True``, and any name bound
    inside the notebook that shadows one of its imports (the seed's ``F`` that hid
-   ``torch.nn.functional``).
+   ``torch.nn.functional``). Names are resolved through the program's imports, so aliases
+   (``import torchaudio as ta``, ``from ... import ReduceLROnPlateau as R``, ``from torch import
+   load``) and positional arguments (``DataLoader``'s 6th, ``ReduceLROnPlateau``'s 10th) count;
+   compat code guarded by ``hasattr(x, "info")`` or ``getattr(p, "total_mem", default)`` does not.
 """
 
 from __future__ import annotations
@@ -67,54 +70,167 @@ def _has_star_kwargs(node: ast.Call) -> bool:
     return any(k.arg is None for k in node.keywords)
 
 
-def rule_torchaudio_info(tree: ast.AST):
+# Import aliases of the whole program, so that ``import torchaudio as ta; ta.info(...)`` and
+# ``from torch.optim.lr_scheduler import ReduceLROnPlateau as R`` resolve to what they bind.
+# Imports anywhere count (rendered modules import optional libraries inside functions).
+Aliases = dict[str, set[str]]
+
+
+def program_aliases(trees) -> Aliases:
+    """``local name -> {qualified names}`` over every import in ``trees``."""
+    aliases: Aliases = {}
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.asname:
+                        aliases.setdefault(a.asname, set()).add(a.name)
+                    else:
+                        head = a.name.split(".")[0]
+                        aliases.setdefault(head, set()).add(head)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for a in node.names:
+                    if a.name != "*":
+                        aliases.setdefault(a.asname or a.name, set()).add(f"{node.module}.{a.name}")
+    return aliases
+
+
+def _qualnames(expr: ast.AST, aliases: Aliases) -> set[str]:
+    """Dotted names ``expr`` may stand for: ``ta.info`` -> {"torchaudio.info"}; a name that no
+    import binds stands for itself."""
+    if isinstance(expr, ast.Name):
+        return aliases.get(expr.id) or {expr.id}
+    if isinstance(expr, ast.Attribute):
+        return {f"{q}.{expr.attr}" for q in _qualnames(expr.value, aliases)}
+    return set()
+
+
+def _last(qualname: str) -> str:
+    return qualname.rsplit(".", 1)[-1]
+
+
+def _positional(node: ast.Call, index: int) -> ast.expr | None:
+    """The ``index``-th positional argument (0-based), when no ``*args`` comes before it."""
+    for i, arg in enumerate(node.args):
+        if isinstance(arg, ast.Starred):
+            return None
+        if i == index:
+            return arg
+    return None
+
+
+def _parents(tree: ast.AST) -> dict[int, ast.AST]:
+    return {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+
+def _guarded_by_hasattr(node: ast.AST, parents: dict[int, ast.AST], attr: str) -> bool:
+    """Inside ``if hasattr(x, attr):`` (or ``... if hasattr(x, attr) else ...``): compat code."""
+    child, parent = node, parents.get(id(node))
+    while parent is not None:
+        if isinstance(parent, (ast.If, ast.IfExp)) and child is not parent.test:
+            for sub in ast.walk(parent.test):
+                if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and \
+                        sub.func.id == "hasattr" and len(sub.args) == 2 and \
+                        isinstance(sub.args[1], ast.Constant) and sub.args[1].value == attr:
+                    return True
+        child, parent = parent, parents.get(id(parent))
+    return False
+
+
+def rule_torchaudio_info(tree: ast.AST, aliases: Aliases):
+    parents = _parents(tree)
+    message = "torchaudio.info was removed in current torchaudio; use audio_info()"
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr == "info" and \
-                isinstance(node.value, ast.Name) and node.value.id == "torchaudio":
-            yield node.lineno, "KG001", "torchaudio.info was removed in current torchaudio; use audio_info()"
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torchaudio") and \
+                any(a.name == "info" for a in node.names):
+            yield node.lineno, "KG001", message
+        elif isinstance(node, (ast.Attribute, ast.Name)) and isinstance(node.ctx, ast.Load) and \
+                any(q.startswith("torchaudio.") and _last(q) == "info" for q in _qualnames(node, aliases)) \
+                and not _guarded_by_hasattr(node, parents, "info"):
+            yield node.lineno, "KG001", message
 
 
-def rule_total_mem(tree: ast.AST):
+def rule_total_mem(tree: ast.AST, aliases: Aliases):
+    message = (".total_mem is not a device-properties attribute on current torch; use "
+               "gpu_total_memory() (total_memory fallback)")
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr == "total_mem":
-            yield node.lineno, "KG002", (".total_mem is not a device-properties attribute on current "
-                                         "torch; use gpu_total_memory() (total_memory fallback)")
+            yield node.lineno, "KG002", message
+        # getattr(props, "total_mem") without a default raises just the same
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" \
+                and len(node.args) == 2 and isinstance(node.args[1], ast.Constant) \
+                and node.args[1].value == "total_mem":
+            yield node.lineno, "KG002", message
 
 
-def rule_plateau_verbose(tree: ast.AST):
+def rule_plateau_verbose(tree: ast.AST, aliases: Aliases):
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and _call_name(node) == "ReduceLROnPlateau" and _kw(node, "verbose"):
+        if not isinstance(node, ast.Call):
+            continue
+        names = {_last(q) for q in _qualnames(node.func, aliases)}
+        # verbose is the 10th positional parameter where it still exists (torch <= 2.6)
+        if "ReduceLROnPlateau" in names and (_kw(node, "verbose") or _positional(node, 9) is not None):
             yield node.lineno, "KG003", "ReduceLROnPlateau(verbose=...) was removed; drop verbose"
 
 
-def rule_torch_load(tree: ast.AST):
+def rule_torch_load(tree: ast.AST, aliases: Aliases):
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-                node.func.attr == "load" and isinstance(node.func.value, ast.Name) and \
-                node.func.value.id == "torch" and not _kw(node, "weights_only") and \
-                not _has_star_kwargs(node):
+        if isinstance(node, ast.Call) and \
+                _qualnames(node.func, aliases) & {"torch.load", "torch.serialization.load"} and \
+                not _kw(node, "weights_only") and not _has_star_kwargs(node):
             yield node.lineno, "KG004", ("torch.load without weights_only: its default changed to "
                                          "True in torch 2.6; pass it explicitly (or use torch_load())")
 
 
-def rule_kaggle_input_path(tree: ast.AST):
+def _is_input_root(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+        node.value.strip().rstrip("/") == "/kaggle/input"
+
+
+def _is_str(node: ast.AST) -> bool:
+    return isinstance(node, (ast.Constant, ast.JoinedStr)) and \
+        (not isinstance(node, ast.Constant) or isinstance(node.value, str))
+
+
+def rule_kaggle_input_path(tree: ast.AST, aliases: Aliases):
+    def flag(node: ast.AST, shown: str):
+        return (node.lineno, "KG005", f"hard-coded dataset path {shown}: mount paths change "
+                f"(/kaggle/input/datasets/<owner>/<slug>/); walk DATA_DIR with find_dataset()")
+
+    in_fstring = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in in_fstring:
             value = node.value.strip()
             if value.startswith("/kaggle/input/") and value.rstrip("/") != "/kaggle/input":
-                yield node.lineno, "KG005", (f"hard-coded dataset path {value!r}: mount paths change "
-                                             f"(/kaggle/input/datasets/<owner>/<slug>/); walk "
-                                             f"DATA_DIR with find_dataset()")
+                yield flag(node, repr(value))
+        elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+            head = str(node.values[0].value).strip()
+            if head.startswith("/kaggle/input/") and (len(node.values) > 1 or head.rstrip("/") != "/kaggle/input"):
+                yield flag(node, ast.unparse(node))
+        # Path("/kaggle/input") / "slug", "/kaggle/input" + "/slug"
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Div, ast.Add)) and _is_str(node.right):
+            left = node.left
+            if isinstance(left, ast.Call) and left.args:
+                left = left.args[0]
+            if _is_input_root(left):
+                yield flag(node, repr(ast.unparse(node)))
+        # os.path.join("/kaggle/input", "slug")
+        elif isinstance(node, ast.Call) and len(node.args) >= 2 and _is_input_root(node.args[0]) \
+                and _is_str(node.args[1]) and \
+                any(_last(q) in ("join", "joinpath", "Path") for q in _qualnames(node.func, aliases)):
+            yield flag(node, repr(ast.unparse(node)))
 
 
-def rule_dataloader_workers(tree: ast.AST):
+def rule_dataloader_workers(tree: ast.AST, aliases: Aliases):
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and _call_name(node) == "DataLoader"):
+        if not (isinstance(node, ast.Call) and
+                "DataLoader" in {_last(q) for q in _qualnames(node.func, aliases)}):
             continue
         workers = _kw(node, "num_workers")
-        if workers is None or (isinstance(workers.value, ast.Constant) and workers.value.value == 0):
+        value = workers.value if workers is not None else _positional(node, 5)  # 6th positional
+        if value is None or (isinstance(value, ast.Constant) and value.value == 0):
             continue
-        persistent = _kw(node, "persistent_workers")
+        persistent = _kw(node, "persistent_workers")  # keyword-only in DataLoader
         if persistent is None and not _has_star_kwargs(node) or (
             persistent is not None and isinstance(persistent.value, ast.Constant)
             and persistent.value.value is not True
@@ -186,13 +302,21 @@ def _shadowing(tree: ast.Module, imports: dict[str, tuple[str, int, int, str]]):
                 if isinstance(name_node, ast.Name) and isinstance(name_node.ctx, ast.Store) \
                         and name_node.id in imports:
                     yield name_node.lineno, name_node.id, "rebinds it for every later cell"
+                # ``except E as F`` at module level binds F, then deletes it after the handler
+                elif isinstance(name_node, ast.ExceptHandler) and name_node.name in imports:
+                    yield name_node.lineno, name_node.name, "rebinds (then deletes) it for every later cell"
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in imports:
             yield node.lineno, node.name, "rebinds it for every later cell"
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             continue
+        declared_global = {n for g in ast.walk(fn) if isinstance(g, ast.Global) for n in g.names}
         local: dict[str, int] = {}
         for sub in ast.walk(fn):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store) and \
+                    sub.id in declared_global and sub.id in imports:
+                yield sub.lineno, sub.id, "through 'global', which rebinds it for every later cell"
+                continue
             if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
                 local.setdefault(sub.id, sub.lineno)
             elif isinstance(sub, ast.arg) and sub is not fn:
@@ -272,9 +396,10 @@ def lint_cells(cells: list[tuple[int, str, str]]) -> list[LintIssue]:
 
     # 3. Kaggle rules per cell; shadowed imports across the whole program
     imports: dict[str, tuple[str, int, int, str]] = {}  # name -> (target, cell, line, section)
+    aliases = program_aliases(tree for *_rest, tree in parsed)
     for index, section, _source, tree in parsed:
         for rule in KAGGLE_RULES:
-            for lineno, code, message in rule(tree):
+            for lineno, code, message in rule(tree, aliases):
                 issues.append(LintIssue(index, section, lineno, code, message))
         for name, (target, lineno) in _imported_names(tree).items():
             seen = imports.get(name)

@@ -100,3 +100,53 @@ def test_compat_module_itself_is_not_flagged():
     if (REPO_ROOT / "compat/audio.py").exists():
         cells.append((1, "compat", render_module("compat.audio").code))
     assert [i.format() for i in lint_cells(cells) if i.code.startswith("KG")] == []
+
+
+# The forms a user actually writes: aliases, positional arguments, variables, f-strings.
+ALIASED_BREAKAGES = [
+    ("KG001", "import torchaudio as ta\nn = ta.info('x.wav')\n"),
+    ("KG001", "from torchaudio import info\nn = info('x.wav')\n"),
+    ("KG002", "import torch\np = torch.cuda.get_device_properties(0)\nm = getattr(p, 'total_mem')\n"),
+    ("KG003", "from torch.optim.lr_scheduler import ReduceLROnPlateau as R\nopt = None\n"
+              "s = R(opt, verbose=True)\n"),
+    ("KG003", "from torch.optim import lr_scheduler as ls\nopt = None\n"
+              "s = ls.ReduceLROnPlateau(opt, 'min', 0.5, 3, 1e-4, 'rel', 0, 0, 1e-8, True)\n"),
+    ("KG004", "import torch as th\nck = th.load('m.pth', map_location='cpu')\n"),
+    ("KG004", "from torch import load\nck = load('m.pth', map_location='cpu')\n"),
+    ("KG005", "slug = 'x'\np = f'/kaggle/input/{slug}/train'\n"),
+    ("KG005", "import os\np = os.path.join('/kaggle/input', 'libri-speech-noise-dataset')\n"),
+    ("KG005", "from pathlib import Path\np = Path('/kaggle/input') / 'libri-speech-noise-dataset'\n"),
+    ("KG006", "from torch.utils.data import DataLoader\nds = []\nd = DataLoader(ds, 8, True, None, None, 2)\n"),
+    ("KG006", "from torch.utils.data import DataLoader as DL\nds = []\nw = 4\nd = DL(ds, num_workers=w)\n"),
+    ("KG006", "import torch.utils.data as tud\nds = []\nd = tud.DataLoader(ds, num_workers=2)\n"),
+]
+
+
+@pytest.mark.parametrize(("code", "bad"), ALIASED_BREAKAGES,
+                         ids=[f"{c}-{i}" for i, (c, _b) in enumerate(ALIASED_BREAKAGES)])
+def test_rules_see_through_aliases_and_positional_arguments(code, bad):
+    assert code in codes(bad)
+
+
+def test_alias_imported_in_another_cell_or_inside_a_function_is_resolved():
+    assert "KG001" in codes("import torchaudio as ta\n", "def f(p):\n    return ta.info(p)\n")
+    assert "KG004" in codes("def f(p):\n    import torch as th\n    return th.load(p)\n")
+
+
+def test_compat_forms_are_not_flagged():
+    assert lint("import torchaudio as ta\n\ndef f(p):\n    if hasattr(ta, 'info'):\n"
+                "        return ta.info(p)\n    return None\n") == []
+    assert lint("import torch\np = torch.cuda.get_device_properties(0)\n"
+                "m = getattr(p, 'total_mem', 0)\n") == []
+    assert lint("import torch\n\ndef f(p, **kw):\n    return torch.load(p, **kw)\n") == []
+    assert lint("import json\nd = json.load(open('x'))\n") == []
+    assert lint("from torch.utils.data import DataLoader\nds = []\n"
+                "d = DataLoader(ds, 8, True, None, None, 0)\n") == []
+    assert lint("DATA_DIR = '/kaggle/input'\nfrom pathlib import Path\nroot = Path(DATA_DIR) / 'x'\n") == []
+
+
+def test_module_level_rebinding_through_global_or_except_is_flagged():
+    assert "KG007" in codes("import torch.nn.functional as F\nF.relu\n",
+                            "def g():\n    global F\n    F = 3\n")
+    assert "KG007" in codes("import torch.nn.functional as F\nF.relu\n",
+                            "try:\n    pass\nexcept Exception as F:\n    print(F)\n")
