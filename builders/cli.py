@@ -41,7 +41,17 @@ _OVERRIDES: list[tuple[str, str, Any, str]] = [
 
 
 class PushRefused(RuntimeError):
-    """The push gate said no; the message says why."""
+    """The push gate said no; the message says why, ``exit_code`` is the CLI's (2: usage or
+    setup, such as no Kaggle user; 1: a smoke check failed)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _no_user_message(ref: str, action: str = "push") -> str:
+    return (f"refusing to {action} {ref}: no Kaggle user; pass --user NAME or set KAGGLE_USERNAME "
+            f"(with KAGGLE_KEY), or put your token in ~/.kaggle/kaggle.json")
 
 
 @dataclass
@@ -96,10 +106,7 @@ def push_gate(spec: ModelSpec, result: BuildResult, *, rehearse: bool, data: Pat
     """
     owner = result.metadata["id"].split("/")[0]
     if owner == PLACEHOLDER_USER:
-        raise PushRefused(
-            f"refusing to push {result.metadata['id']}: no Kaggle user; pass --user NAME or set "
-            f"KAGGLE_USERNAME (or ~/.kaggle/kaggle.json's username)"
-        )
+        raise PushRefused(_no_user_message(result.metadata["id"]), exit_code=2)
     from smoke.run import run_smoke  # lazy: the harness imports torch and every module
 
     report = run_smoke([spec.name], rehearse=rehearse, data=data,
@@ -107,7 +114,7 @@ def push_gate(spec: ModelSpec, result: BuildResult, *, rehearse: bool, data: Pat
     if not report.ok:
         failed = report.failures()
         lines = [f"  {r.model}/{r.check}: {r.message}" for r in failed]
-        raise PushRefused("smoke checks failed, nothing was pushed:\n" + "\n".join(lines))
+        raise PushRefused("smoke checks failed, nothing was pushed:\n" + "\n".join(lines), exit_code=1)
 
 
 def parse_args(spec: ModelSpec, argv: list[str] | None) -> argparse.Namespace:
@@ -134,7 +141,13 @@ def parse_args(spec: ModelSpec, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, help="with --push: local Kaggle-layout dataset for "
                         "the rehearsal (default: a generated one)")
     parser.add_argument("--wait", action="store_true", help="with --status: poll until the run ends")
-    parser.add_argument("--version", type=int, help="with --fetch: kernel version (default latest)")
+    parser.add_argument("--interval", type=float, default=30.0,
+                        help="with --status --wait: seconds between polls (default 30)")
+    parser.add_argument("--timeout", type=float, default=12 * 3600.0,
+                        help="with --status --wait: give up after this many seconds "
+                             "(default 43200, Kaggle's 12 h session limit)")
+    parser.add_argument("--version", type=int,
+                        help="with --fetch or --status: kernel version (default latest)")
     return parser.parse_args(argv)
 
 
@@ -156,8 +169,19 @@ def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
     args = parse_args(spec, argv)
     user = args.user or kaggle_username()
     ref = f"{user}/{spec.slug}"
+    if args.push or args.status or args.fetch:
+        # The cheap refusals come first: before the render, the minutes-long smoke gate and
+        # rehearsal, or any request; nothing is written when they refuse.
+        if user == PLACEHOLDER_USER:
+            action = "push" if args.push else "check the status of" if args.status else "fetch"
+            print(f"error: {_no_user_message(ref, action)}", file=sys.stderr)
+            return 2
+        code = _kaggle_call(lambda ops: ops.check_credentials())  # no network, no kaggle import
+        if code:
+            return code
     if args.status:
-        return _kaggle_call(lambda ops: ops.kernel_status(ref, wait=args.wait))  # it echoes states
+        return _kaggle_call(lambda ops: ops.kernel_status(  # it echoes the states
+            ref, wait=args.wait, interval=args.interval, timeout=args.timeout, version=args.version))
     if args.fetch:
         return _kaggle_call(lambda ops: print(
             f"outputs in {ops.fetch_outputs(ref, runs_dir=RUNS_DIR, version=args.version)}"))
@@ -181,7 +205,7 @@ def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
         push_gate(spec, result, rehearse=not args.skip_rehearsal, data=args.data)
     except PushRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1 if "smoke" in str(exc) else 2
+        return exc.exit_code
     print(describe_push(result))
     return _kaggle_call(lambda ops: print(ops.push_notebook(
         result.folder, runs_dir=RUNS_DIR, params=result.params, accelerator=args.accelerator)))

@@ -96,13 +96,16 @@ def test_username_from_env_then_kaggle_json_then_placeholder(tmp_path):
     assert kaggle_username({}, home=tmp_path) == "fileuser"
 
 
-def _fail_if_kaggle_ops_used(monkeypatch):
+def _fail_if_kaggle_ops_used(monkeypatch, credentials_ok: bool = True):
     fake = types.ModuleType("builders.kaggle_ops")
 
     def boom(*a, **k):
         raise AssertionError("kaggle_ops must not be called")
 
     fake.push_notebook = fake.kernel_status = fake.fetch_outputs = boom
+    fake.KaggleCredentialsError = type("KaggleCredentialsError", (RuntimeError,), {})
+    fake.KaggleRequestError = type("KaggleRequestError", (RuntimeError,), {})
+    fake.check_credentials = (lambda *a, **k: []) if credentials_ok else boom
     monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
     # `from builders import kaggle_ops` prefers the package attribute once the real module was
     # imported by an earlier test: replace both.
@@ -110,7 +113,7 @@ def _fail_if_kaggle_ops_used(monkeypatch):
 
 
 def test_push_with_placeholder_user_is_refused_before_anything(tmp_path, monkeypatch, capsys):
-    _fail_if_kaggle_ops_used(monkeypatch)
+    _fail_if_kaggle_ops_used(monkeypatch, credentials_ok=False)
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "nothing"))
 
@@ -120,6 +123,7 @@ def test_push_with_placeholder_user_is_refused_before_anything(tmp_path, monkeyp
     monkeypatch.setattr("smoke.run.run_smoke", no_smoke)
     assert dpt.main(["--out", str(tmp_path / "p"), "--push"]) == 2
     assert "no Kaggle user" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()  # refused before the render: nothing written
 
 
 def test_push_gate_refuses_when_a_smoke_check_fails(tmp_path, monkeypatch, capsys):
@@ -151,6 +155,7 @@ def test_push_passes_gate_then_calls_kaggle_ops(tmp_path, monkeypatch, capsys):
         raise fake.KaggleRequestError("server said 503")
 
     fake.push_notebook = push_notebook
+    fake.check_credentials = lambda *a, **k: []
     monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
     # `from builders import kaggle_ops` prefers the package attribute once the real module was
     # imported by an earlier test: replace both.
@@ -169,3 +174,51 @@ def test_push_passes_gate_then_calls_kaggle_ops(tmp_path, monkeypatch, capsys):
     assert calls["folder"] == out and calls["params"]["EPOCHS"] == 2
     assert calls["accelerator"] == "NvidiaTeslaT4"
     assert "server said 503" in capsys.readouterr().err
+
+
+def _no_credentials(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".kaggle"))
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_push_without_credentials_is_refused_before_render_and_smoke_gate(tmp_path, monkeypatch, capsys):
+    """The credentials check costs nothing; the rehearsal costs minutes: credentials first."""
+    _no_credentials(tmp_path, monkeypatch)
+
+    def no_smoke(*a, **k):
+        raise AssertionError("the smoke harness must not run without credentials")
+
+    monkeypatch.setattr("smoke.run.run_smoke", no_smoke)
+    monkeypatch.setattr("builders.cli.RUNS_DIR", tmp_path / "runs")
+    assert dpt.main(["--out", str(tmp_path / "p"), "--user", "alice", "--push"]) == 2
+    err = capsys.readouterr().err
+    assert "~/.kaggle/kaggle.json" in err and "KAGGLE_KEY" in err
+    assert not (tmp_path / "p").exists() and not (tmp_path / "runs").exists()
+
+
+def test_status_and_fetch_with_placeholder_user_are_refused_without_a_request(tmp_path, monkeypatch, capsys):
+    _fail_if_kaggle_ops_used(monkeypatch, credentials_ok=False)
+    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "nothing"))
+    for flag in ("--status", "--fetch"):
+        assert dpt.main([flag]) == 2
+        assert "no Kaggle user" in capsys.readouterr().err
+
+
+def test_status_wait_passes_interval_timeout_and_version(monkeypatch):
+    fake = types.ModuleType("builders.kaggle_ops")
+    fake.KaggleCredentialsError = type("KaggleCredentialsError", (RuntimeError,), {})
+    fake.KaggleRequestError = type("KaggleRequestError", (RuntimeError,), {})
+    fake.check_credentials = lambda *a, **k: []
+    seen = {}
+    fake.kernel_status = lambda ref, **kw: seen.update(ref=ref, **kw) or "complete"
+    monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
+    monkeypatch.setattr(builders, "kaggle_ops", fake, raising=False)
+    assert dpt.main(["--user", "alice", "--status", "--wait", "--interval", "5", "--timeout", "60",
+                     "--version", "3"]) == 0
+    assert seen == {"ref": "alice/dpt-v3-aligned-speech-enhancement", "wait": True, "interval": 5.0,
+                    "timeout": 60.0, "version": 3}
