@@ -47,9 +47,17 @@ def torch_load(path, map_location="cpu"):
 
 
 def _compat_cuda_count() -> int:
-    if not torch.cuda.is_available():
+    """GPUs visible to torch, counted without initialising the CUDA driver in this process.
+
+    `torch.cuda.is_available()` calls `cudaGetDeviceCount`, i.e. `cuInit`, after which no forked
+    child can use CUDA ("poison fork"; `torch.cuda.is_initialized()` still says False). Training
+    forks its GPU workers from the notebook process, so this count goes through
+    `torch.cuda.device_count()`, which asks NVML first while CUDA is uninitialised.
+    """
+    try:
+        return max(0, int(torch.cuda.device_count()))
+    except Exception:  # a CUDA build without a usable driver: no GPU to count
         return 0
-    return int(torch.cuda.device_count())
 
 
 def gpu_total_memory(index: int = 0) -> int:

@@ -344,3 +344,33 @@ def test_run_without_cuda_init_stays_in_process_once_cuda_is_initialised(monkeyp
     monkeypatch.setattr(tc, "_compat_cuda_count", lambda: 2)
     monkeypatch.setattr(tc.torch.cuda, "is_initialized", lambda: True)
     assert tc.run_without_cuda_init(_report_pid, "y") == ("y", os.getpid())
+
+
+def test_run_without_cuda_init_never_calls_is_available_in_the_parent(monkeypatch):
+    import os
+
+    # torch.cuda.is_available() runs cudaGetDeviceCount -> cuInit, which poisons every later fork
+    # (the DDP workers then die with "CUDA error: initialization error") while
+    # torch.cuda.is_initialized() still says False. The guard itself must count GPUs via
+    # device_count() (NVML first), never via is_available().
+    def poisoned():
+        raise AssertionError("is_available() called in the parent: forks are poisoned")
+
+    cuda = _fake_cuda([("Tesla T4", (7, 5), T4_PROPS)] * 2, ARCH_70_90)
+    cuda.is_available = poisoned
+    cuda.is_initialized = lambda: False
+    monkeypatch.setattr(tc, "torch", _fake_torch(cuda))
+    assert tc._compat_cuda_count() == 2
+    tag, pid = tc.run_without_cuda_init(_report_pid, "t4x2")
+    assert tag == "t4x2" and pid != os.getpid()
+
+
+def test_gpu_count_survives_a_cuda_build_without_driver(fake):
+    ft = fake(devices=[], arch_list=ARCH_70_90)
+
+    def no_driver():
+        raise RuntimeError("Found no NVIDIA driver on your system")
+
+    ft.cuda.device_count = no_driver
+    assert tc._compat_cuda_count() == 0
+    assert tc.check_gpu_supported() == "cpu (no GPU visible)"
