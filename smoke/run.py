@@ -149,6 +149,12 @@ def run_smoke(models=MODELS, rehearse: bool = False, data: Path | None = None,
             ctx = _check_model(spec, tmp / name, notebooks.get(name), report, echo)
             if not rehearse:
                 continue
+            if any(not r.ok and r.model == name and r.check != "committed" for r in report.results):
+                # minutes of kernel time for a notebook already known to be broken: say so instead
+                result = CheckResult(name, "rehearsal", False, 0.0, "not run: an earlier check failed")
+                report.results.append(result)
+                _echo_result(echo, result)
+                continue
             if data_dir is None:
                 from smoke.rehearse import default_dataset
 

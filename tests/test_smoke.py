@@ -118,3 +118,21 @@ def test_cli_exit_code_and_push_summary(monkeypatch, capsys):
 
     monkeypatch.setattr(checks, "CHECKS", [("model", broken)])
     assert main(["--model", "crn"]) == 1
+
+
+def test_rehearsal_is_not_run_after_a_failed_check(monkeypatch, tmp_path):
+    """The push gate's minutes-long rehearsal is skipped when a seconds-long check already failed."""
+    import smoke.rehearse
+
+    def broken(ctx):
+        raise checks.SmokeCheckError("model missing")
+
+    def no_rehearsal(*a, **k):
+        raise AssertionError("rehearsal must not run after a failed check")
+
+    monkeypatch.setattr(checks, "CHECKS", [("model", broken)])
+    monkeypatch.setattr(smoke.rehearse, "rehearse", no_rehearsal)
+    report = run_smoke(["dpt"], rehearse=True, data=tmp_path, echo=lambda *_: None)
+    by_check = {r.check: r for r in report.results}
+    assert not report.ok
+    assert not by_check["rehearsal"].ok and by_check["rehearsal"].message.startswith("not run")
