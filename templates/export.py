@@ -19,6 +19,8 @@ from torch import nn
 
 # The `quantized` tag of an INT8 file; `deploy.quantize.load_int8` reads these files too.
 INT8_FORMAT = "dynamic_int8"
+# onnxruntime reproduces torch's mask within this (measured around 1e-6).
+ONNX_MASK_TOLERANCE = 1e-4
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -136,23 +138,105 @@ def _export_onnx_masker(model: nn.Module, path: Path, n_frames: int):
         import onnxruntime  # noqa: F401
     except ImportError as exc:
         return None, f"onnx/onnxruntime not installed ({exc}); pip install onnx onnxruntime"
-
-    class _ExportMasker(nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, mag):
-            return self.inner.masker(mag)
-
-    graph = _ExportMasker(model).eval()  # the exporter restores the wrapper's mode afterwards
     try:
-        torch.onnx.export(graph, (torch.rand(1, 1, model.front_end.n_freq, n_frames),), str(path),
-                          input_names=["magnitude"], output_names=["mask"],
-                          dynamic_axes={"magnitude": {3: "frames"}, "mask": {2: "frames"}},
-                          opset_version=17, dynamo=False)
+        return export_masker_onnx(model, path, n_frames=n_frames), None
     except Exception as exc:  # exporter generations differ; the run must go on without ONNX
-        return None, f"torch.onnx.export failed: {type(exc).__name__}: {exc}"
-    finally:
-        model.eval()
-    return path, None
+        return None, f"ONNX export failed: {type(exc).__name__}: {exc}"
+
+
+class OnnxMaskerGraph(nn.Module):
+    """`model.masker` as a module for export: (B, 1, F, N) magnitude -> (B, F, N) mask."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+        return self.model.masker(mag)
+
+
+def _export_attention_forward(self, query, key, value, key_padding_mask=None, need_weights=True,
+                              attn_mask=None, average_attn_weights=True, is_causal=False):
+    """`nn.MultiheadAttention.forward` for ONNX tracing: unmasked self-attention in eval mode.
+
+    The same math as `F.multi_head_attention_forward` (packed in-projection, scaled dot-product
+    attention, out-projection), but no reshape names a sequence or batch length: heads are split
+    and merged on the feature axis only. torch's own code reshapes with the sequence length as a
+    Python int, which the legacy exporter writes into the graph as a constant
+    (pytorch/pytorch#135691, #122321), so a DPT graph ran only at the export's frame count.
+    """
+    if (key_padding_mask is not None or attn_mask is not None or need_weights or is_causal
+            or self.training or not self._qkv_same_embed_dim or self.bias_k is not None
+            or self.add_zero_attn or not (query is key is value)):
+        raise NotImplementedError("ONNX export handles unmasked eval-mode self-attention only "
+                                  "(need_weights=False, no bias_k/add_zero_attn)")
+    x = query if self.batch_first else query.transpose(0, 1)  # B, L, E
+    qkv = nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias)  # B, L, 3E
+    heads = (self.num_heads, self.head_dim)
+    q, k, v = (t.unflatten(-1, heads).transpose(1, 2) for t in qkv.chunk(3, dim=-1))  # B, H, L, D
+    out = nn.functional.scaled_dot_product_attention(q, k, v)  # B, H, L, D
+    out = nn.functional.linear(out.transpose(1, 2).flatten(2), self.out_proj.weight,
+                               self.out_proj.bias)  # B, L, E
+    return (out if self.batch_first else out.transpose(0, 1)), None
+
+
+def export_masker_onnx(model: nn.Module, path, n_frames: int = 64, opset: int = 17,
+                       check: bool = True) -> Path:
+    """Write `model`'s masker to `path` (.onnx): magnitude (1, 1, F, N) -> mask (1, F, N), N dynamic.
+
+    Exports a CPU eval copy (the model itself is untouched) whose `nn.MultiheadAttention` layers
+    trace through `_export_attention_forward`, with torch's legacy exporter (seconds; the dynamo
+    exporter, which needs onnxscript, is the fallback). With `check`, onnxruntime runs the graph
+    at `n_frames` and at two other lengths and must match torch within `ONNX_MASK_TOLERANCE`;
+    a `RuntimeError` naming the file says otherwise.
+    """
+    import types
+    import warnings
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph = OnnxMaskerGraph(copy.deepcopy(model).cpu().eval()).eval()
+    for mod in graph.modules():
+        if isinstance(mod, nn.MultiheadAttention):
+            mod.forward = types.MethodType(_export_attention_forward, mod)
+    mag = torch.rand(1, 1, model.n_freq, n_frames)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(graph, (mag,), str(path), input_names=["magnitude"],
+                              output_names=["mask"], opset_version=opset, dynamo=False,
+                              dynamic_axes={"magnitude": {3: "frames"}, "mask": {2: "frames"}})
+        except Exception as legacy_exc:  # the legacy exporter may be gone in a later torch
+            try:
+                frames = torch.export.Dim("frames", min=2, max=1_000_000)
+                torch.onnx.export(graph, (mag,), str(path), input_names=["magnitude"],
+                                  output_names=["mask"], dynamic_shapes=({3: frames},),
+                                  dynamo=True)
+            except Exception as exc:
+                raise RuntimeError(f"{path.name}: ONNX export failed; legacy exporter: "
+                                   f"{type(legacy_exc).__name__}: {legacy_exc}; dynamo exporter: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+    if check:
+        _export_check_onnx_masker(graph, path, (n_frames, max(2, n_frames // 2), n_frames + 7))
+    return path
+
+
+def _export_check_onnx_masker(graph: nn.Module, path: Path, frame_counts) -> None:
+    """onnxruntime's mask equals torch's at each frame count, else RuntimeError naming `path`."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    n_freq = graph.model.n_freq
+    for n in frame_counts:
+        mag = torch.rand(1, 1, n_freq, n) * 3
+        try:
+            out = sess.run(None, {"magnitude": mag.numpy()})[0]
+        except Exception as exc:
+            raise RuntimeError(f"{path.name}: the exported masker fails at {n} frames (exported "
+                               f"at {frame_counts[0]}): {str(exc).splitlines()[0]}") from exc
+        with torch.no_grad():
+            ref = graph(mag)
+        err = float((torch.from_numpy(out) - ref).abs().max()) if out.shape == ref.shape else None
+        if err is None or err > ONNX_MASK_TOLERANCE:
+            raise RuntimeError(f"{path.name}: ONNX mask differs from torch at {n} frames "
+                               f"(shape {out.shape} vs {tuple(ref.shape)}, max error {err})")

@@ -44,3 +44,17 @@ def test_export_skips_onnx_with_reason_when_missing(model, tmp_path, monkeypatch
     assert out["onnx_path"] is None and "pip install onnx onnxruntime" in out["onnx_skipped"]
     assert [r["variant"] for r in out["latency"]] == ["fp32", "int8"]
     assert "ONNX export skipped" in capsys.readouterr().out
+
+
+def test_export_dpt_onnx_runs_at_any_frame_count(tmp_path, capsys):
+    """The notebook's DPT artefact is exported at 188 frames and must run at other lengths."""
+    torch.manual_seed(0)
+    dpt = build_model("dpt", enc_channels=[8], d_model=16, n_heads=2, d_ff=32).eval()
+    out = export_artifacts(dpt, tmp_path, repeats=1)
+    assert out["onnx_skipped"] is None, out["onnx_skipped"]
+    sess = onnx_session(out["onnx_path"])
+    for n in (5, 188, 250):
+        mag = torch.rand(1, 1, 257, n)
+        mask = sess.run(None, {"magnitude": mag.numpy()})[0]
+        with torch.no_grad():
+            assert abs(mask - dpt.masker(mag).numpy()).max() < 1e-4

@@ -62,10 +62,9 @@ def test_onnx_dpt_masker_matches_torch_at_export_length(tmp_path):
     assert abs(sess.run(None, {"magnitude": mag.numpy()})[0] - ref).max() < ONNX_MASK_TOLERANCE
 
 
-# Known limitation (torch 2.13 legacy exporter): nn.MultiheadAttention's reshape over time bakes
-# the export's frame count into the DPT graph, so other lengths fail in onnxruntime.
-@pytest.mark.parametrize("name", ["crn", "crn_causal", pytest.param(
-    "dpt", marks=pytest.mark.xfail(strict=True, reason="DPT time attention: fixed N in ONNX"))])
+# DPT included: torch's nn.MultiheadAttention code would freeze the frame count in the legacy
+# exporter's graph; export_masker_onnx traces attention through a reshape-free equivalent.
+@pytest.mark.parametrize("name", ["crn", "crn_causal", "dpt"])
 def test_onnx_masker_matches_torch(name, tmp_path):
     m = _tiny(name)
     path = export_masker_onnx(m, tmp_path / f"{name}.onnx", n_frames=20)
@@ -81,3 +80,21 @@ def test_onnx_masker_matches_torch(name, tmp_path):
     wav = 0.3 * torch.randn(5000)
     with torch.no_grad():
         torch.testing.assert_close(OnnxEnhancer(m, path)(wav), m(wav[None])[0], atol=1e-4, rtol=0)
+
+
+def test_onnx_export_refuses_a_graph_frozen_at_the_export_length(tmp_path, monkeypatch):
+    """Without the attention replacement the DPT graph only runs at 20 frames: export says so."""
+    import templates.export
+
+    monkeypatch.setattr(templates.export, "_export_attention_forward", nn.MultiheadAttention.forward)
+    with pytest.raises(RuntimeError, match=r"dpt.onnx: the exported masker fails at 10 frames"):
+        export_masker_onnx(_tiny("dpt"), tmp_path / "dpt.onnx", n_frames=20)
+
+
+def test_onnx_export_leaves_the_model_untouched(tmp_path):
+    m = _tiny("dpt")
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    export_masker_onnx(m, tmp_path / "dpt.onnx", n_frames=12)
+    assert m.training is False
+    assert not any("forward" in vars(mod) for mod in m.modules())  # no patched attention left
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
