@@ -1,6 +1,6 @@
 """Cross-run comparison table from the fetched outputs in ``runs/``.
 
-    python builders/compare.py [--runs runs] [--out runs/comparison.md]
+    python builders/compare.py [--runs RUNS] [--out RUNS/comparison.md]   (RUNS: the repo's runs/)
 
 Reads every ``runs/<slug>/v<N>/`` folder (written by ``kaggle_ops.fetch_outputs``), finds its
 ``<model>_summary.json`` (format: docs/interfaces.md "Summary JSON") and prints, and writes as
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 METRICS = ("pesq", "stoi", "si_sdr")
+#: Where ``builders/<model>.py --fetch`` writes, whatever the current directory.
+DEFAULT_RUNS = Path(__file__).resolve().parents[1] / "runs"
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 
 
@@ -164,6 +166,11 @@ def _fmt_seconds(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds:.0f} s ({seconds / 3600:.1f} h)"
 
 
+def _cell(text: str) -> str:
+    """Text from a summary or manifest, safe inside a markdown table row."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
 def format_table(rows: list[RunRow], problems: list[RunProblem], runs_dir: Path) -> str:
     """The comparison as markdown: the table, then the runs that could not be read."""
     lines = [
@@ -176,7 +183,7 @@ def format_table(rows: list[RunRow], problems: list[RunProblem], runs_dir: Path)
     for r in rows:
         e, d, n = r.enhanced, r.delta, r.noisy
         lines.append(
-            f"| {r.model} | {r.ref} v{r.version} | {_fmt(e['pesq'], 3)} | {_fmt(e['stoi'], 3)} "
+            f"| {_cell(r.model)} | {_cell(r.ref)} v{r.version} | {_fmt(e['pesq'], 3)} | {_fmt(e['stoi'], 3)} "
             f"| {_fmt(e['si_sdr'], 2, unit=' dB')} | {_fmt(d['pesq'], 3, True)} "
             f"| {_fmt(d['stoi'], 3, True)} | {_fmt(d['si_sdr'], 2, True, ' dB')} "
             f"| {_fmt(n['pesq'], 3)} / {_fmt(n['stoi'], 3)} / {_fmt(n['si_sdr'], 2, unit=' dB')} "
@@ -211,10 +218,13 @@ def write_comparison(runs_dir: Path, out: Path | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Compare fetched Kaggle runs from their summary JSONs.")
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default runs)")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help=f"runs folder (default {DEFAULT_RUNS}, where --fetch writes)")
     parser.add_argument("--out", type=Path, default=None,
                         help="markdown file to write (default <runs>/comparison.md)")
     args = parser.parse_args(argv)
+    if args.runs is None:
+        args.runs = DEFAULT_RUNS
     out = args.out if args.out is not None else args.runs / "comparison.md"
     try:
         text = write_comparison(args.runs, out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,25 @@ def test_script_entry_point(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "| dpt | dpt-se v1 | 1.692 |" in proc.stdout
     assert (runs / "comparison.md").exists()
+
+
+def test_default_runs_folder_is_the_repos_not_the_current_directory(tmp_path, monkeypatch, capsys):
+    """--fetch writes into the repo's runs/; the table must find them from any directory."""
+    runs = tmp_path / "repo-runs"
+    add_run(runs, "dpt-se", 1, {"dpt_summary.json": summary("dpt", 1.692, 0.866, 9.05)})
+    monkeypatch.setattr(compare, "DEFAULT_RUNS", runs)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert compare.main([]) == 0
+    assert "| dpt | dpt-se v1 | 1.692 |" in capsys.readouterr().out
+    assert (runs / "comparison.md").is_file()
+
+
+def test_pipe_in_model_or_ref_does_not_break_the_table(tmp_path):
+    runs = tmp_path / "runs"
+    add_run(runs, "x", 1, {"m_summary.json": summary("a|b", 1.5, 0.8, 5.0)}, ref="u/x|y")
+    text = compare.write_comparison(runs, None)
+    row = next(line for line in text.splitlines() if line.startswith("| a"))
+    cells = re.split(r"(?<!\\)\|", row.strip()[1:-1])  # markdown splits on unescaped pipes only
+    assert len(cells) == 12 and cells[0].strip() == "a\\|b" and cells[1].strip() == "u/x\\|y v1"
