@@ -85,24 +85,36 @@ def _wav_dir_below(folder: Path) -> tuple[Path, int] | None:
     return None if best is None else (best[1], best[2])
 
 
-def _scan_dataset_tree(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]], int]:
-    """Folders named like a dataset folder, and ``<name>.7z`` archives, anywhere below ``root``."""
+def _scan_dataset_tree(root: Path, skip: Path | None = None):
+    """Folders named like a dataset folder, and ``<name>.7z`` archives, anywhere below ``root``.
+
+    Returns ``(folders, nested, archives, n_dirs)``. A folder named ``train`` that sits inside a
+    folder of another dataset name (``y_train/train``: a clean archive's inner folder) goes to
+    ``nested``, a last resort, so it is never taken for the noisy folder ahead of ``train.7z``.
+    ``skip`` (our own extraction folder, when it lies below ``root``) is not searched.
+    """
     wanted = set(DATASET_FOLDERS.values())
     folders: dict[str, list[Path]] = {n: [] for n in wanted}
+    nested: dict[str, list[Path]] = {n: [] for n in wanted}
     archives: dict[str, list[Path]] = {n: [] for n in wanted}
     n_dirs = 0
     if not root.is_dir():
-        return folders, archives, 0
+        return folders, nested, archives, 0
+    skip_real = os.path.realpath(skip) if skip is not None else None
     for cur, dirs, files in _data_walk_dirs(root):
+        if skip_real is not None and os.path.realpath(cur) == skip_real:
+            dirs[:] = []
+            continue
         n_dirs += 1
+        above = set(cur.relative_to(root).parts) & wanted
         for d in dirs:
             if d in wanted:
-                folders[d].append(cur / d)
+                (nested if above - {d} else folders)[d].append(cur / d)
         for f in files:
             stem, ext = os.path.splitext(f)
             if ext.lower() == ".7z" and stem in wanted:
                 archives[stem].append(cur / f)
-    return folders, archives, n_dirs
+    return folders, nested, archives, n_dirs
 
 
 def _pick_wav_dir(candidates: list[Path]) -> Path | None:
@@ -115,14 +127,27 @@ def _pick_wav_dir(candidates: list[Path]) -> Path | None:
     return min(found)[3] if found else None
 
 
-def _extract_7z(archive: Path, dest: Path) -> Path:
-    """Unpack ``archive`` into ``dest`` once; a marker file makes re-runs skip it.
+def _archive_stamp(archive: Path) -> str:
+    """What the marker records: the archive's real path, size and mtime."""
+    st = archive.stat()
+    return f"{os.path.realpath(archive)}\t{st.st_size}\t{st.st_mtime_ns}\n"
 
-    Unpacks into a temporary sibling first so an interrupted extraction is never mistaken for a
-    finished one.
+
+def _extract_7z(archive: Path, dest: Path) -> Path:
+    """Unpack ``archive`` into ``dest`` once; a marker naming the archive makes re-runs skip it.
+
+    The marker must name THIS archive (path, size, mtime): a cache folder shared between datasets
+    (``smoke/check_data.py``'s default) never serves one dataset's files for another. Unpacks
+    into a temporary sibling first so an interrupted extraction is never mistaken for a finished
+    one.
     """
-    if (dest / _EXTRACTED_MARKER).is_file():
-        return dest
+    marker = dest / _EXTRACTED_MARKER
+    stamp = _archive_stamp(archive)
+    try:
+        if marker.is_file() and marker.read_text() == stamp:
+            return dest
+    except OSError:
+        pass
     try:
         import py7zr
     except ImportError as e:
@@ -132,7 +157,7 @@ def _extract_7z(archive: Path, dest: Path) -> Path:
     partial.mkdir(parents=True)
     with py7zr.SevenZipFile(archive, mode="r") as z:
         z.extractall(path=partial)
-    (partial / _EXTRACTED_MARKER).write_text(f"{archive}\n")
+    (partial / _EXTRACTED_MARKER).write_text(stamp)
     shutil.rmtree(dest, ignore_errors=True)
     partial.rename(dest)
     return dest
@@ -151,14 +176,11 @@ def find_dataset(data_dir, work_dir) -> DatasetLayout:
     if not data_dir.is_dir():
         raise DatasetNotFoundError(f"data folder {data_dir} does not exist")
     extract_root = work_dir / "data"
-    folders, archives, n_dirs = _scan_dataset_tree(data_dir)
+    folders, nested, archives, n_dirs = _scan_dataset_tree(data_dir, skip=extract_root)
     found: dict[str, Path] = {}
     missing: list[str] = []
     for key, name in DATASET_FOLDERS.items():
         wav_dir = _pick_wav_dir(folders[name])
-        if wav_dir is None and (extract_root / name / _EXTRACTED_MARKER).is_file():
-            wav_dir = _wav_dir_below(extract_root / name)
-            wav_dir = wav_dir[0] if wav_dir else None
         if wav_dir is None and archives[name]:
             archive = sorted(archives[name], key=lambda p: (len(p.parts), str(p)))[0]
             hit = _wav_dir_below(_extract_7z(archive, extract_root / name))
@@ -167,7 +189,9 @@ def find_dataset(data_dir, work_dir) -> DatasetLayout:
                 continue
             wav_dir = hit[0]
         if wav_dir is None:
-            seen = [str(p) for p in folders[name]]
+            wav_dir = _pick_wav_dir(nested[name])
+        if wav_dir is None:
+            seen = [str(p) for p in folders[name] + nested[name]]
             detail = f" (folders named {name!r} without wavs: {', '.join(seen)})" if seen else ""
             missing.append(f"{name}: no folder {name!r} with .wav files and no {name}.7z{detail}")
             continue
@@ -177,6 +201,15 @@ def find_dataset(data_dir, work_dir) -> DatasetLayout:
             f"dataset not found under {data_dir} ({n_dirs} folders searched; extracted archives "
             f"go to {extract_root}): " + "; ".join(missing)
         )
+    by_dir: dict[str, str] = {}
+    for key, wav_dir in found.items():
+        real = os.path.realpath(wav_dir)
+        if real in by_dir:
+            raise DatasetNotFoundError(
+                f"{DATASET_FOLDERS[by_dir[real]]!r} and {DATASET_FOLDERS[key]!r} both resolve to "
+                f"{wav_dir} under {data_dir}: noisy and clean files must come from different folders"
+            )
+        by_dir[real] = key
     return DatasetLayout(**found)
 
 

@@ -323,3 +323,78 @@ def test_set_epoch_reaches_persistent_workers(tmp_path):
         starts = _indices(noisy)[:, 0].tolist()
         assert starts == [ds.crop_offset(i, epoch) for i in range(4)]
         np.testing.assert_array_equal(_indices(clean), _indices(noisy))
+
+
+# ---------------------------------------------------------------- review: discovery edge cases
+
+
+def test_shared_extraction_cache_never_serves_another_datasets_files(tmp_path):
+    # smoke/check_data.py extracts into one temp cache for every ROOT it is given: checking
+    # dataset B after dataset A must report B's files, not A's left-over extraction.
+    work = tmp_path / "cache"
+    names = {"A": ["a1.wav", "a2.wav"], "B": ["b1.wav"]}
+    for ds, files in names.items():
+        src = tmp_path / ds / "src"
+        _full_tree(src, files)
+        for folder in ("train", "y_train", "test", "y_test"):
+            _archive(src / folder, tmp_path / ds / "input" / f"{folder}.7z", folder)
+    for ds in ("A", "B", "A"):
+        layout = find_dataset(tmp_path / ds / "input", work)
+        for p in (layout.train_noisy, layout.train_clean, layout.test_noisy, layout.test_clean):
+            assert sorted(f.name for f in p.glob("*.wav")) == names[ds], (ds, p)
+
+
+def test_train_folder_inside_y_train_is_not_taken_for_the_noisy_files(tmp_path):
+    # The clean folder holds its wavs in an inner folder named "train" (how y_train.7z was
+    # packed), while the noisy files are still in train.7z: the inner folder must not be taken
+    # for the noisy files ahead of the archive.
+    data_dir = tmp_path / "input" / "datasets" / "o" / "s"
+    _wav(data_dir / "y_train" / "train" / "a.wav", 800, sign=-1)
+    src = tmp_path / "src"
+    _make_split(src, "train", ["a.wav"])
+    _archive(src / "train", data_dir / "train.7z", "train")
+    for folder in ("test", "y_test"):
+        _make_split(data_dir, folder, ["a.wav"])
+    layout = find_dataset(tmp_path / "input", tmp_path / "work")
+    assert layout.train_clean == data_dir / "y_train" / "train"
+    assert layout.train_noisy == tmp_path / "work" / "data" / "train" / "train"
+
+
+def test_noisy_and_clean_resolving_to_one_folder_is_refused(tmp_path):
+    # Only y_train/train exists: taking it as both the noisy and the clean folder would pair each
+    # file with itself (correlation 1.0, the check would pass) and train an identity.
+    data_dir = tmp_path / "input"
+    _wav(data_dir / "y_train" / "train" / "a.wav", 800)
+    for folder in ("test", "y_test"):
+        _make_split(data_dir, folder, ["a.wav"])
+    with pytest.raises(DatasetNotFoundError, match="both resolve to"):
+        find_dataset(data_dir, tmp_path / "work")
+
+
+def test_split_folders_nested_in_one_parent_are_still_found(tmp_path):
+    # train/{train,y_train} and test/{test,y_test}: the clean folders sit inside a folder of
+    # another dataset name but there is nothing better, so they are used.
+    data_dir = tmp_path / "input"
+    for outer, inner in (("train", "train"), ("train", "y_train"), ("test", "test"), ("test", "y_test")):
+        _make_split(data_dir / outer, inner, ["a.wav"])
+    layout = find_dataset(data_dir, tmp_path / "work")
+    assert layout == DatasetLayout(
+        data_dir / "train" / "train", data_dir / "train" / "y_train",
+        data_dir / "test" / "test", data_dir / "test" / "y_test",
+    )
+
+
+def test_work_dir_inside_the_data_dir_is_not_searched(tmp_path):
+    # Locally the cache may lie below ROOT; an archive whose inner folder is named "train" but
+    # that was unpacked as y_train must not come back as a "train" folder on the next run.
+    data_dir = tmp_path / "ds"
+    src = tmp_path / "src"
+    _full_tree(src)
+    for folder in ("train", "test", "y_test"):
+        _archive(src / folder, data_dir / f"{folder}.7z", folder)
+    _archive(src / "y_train", data_dir / "y_train.7z", "clean/train")
+    work = data_dir / "cache"
+    first = find_dataset(data_dir, work)
+    assert first.train_clean == work / "data" / "y_train" / "clean" / "train"
+    assert first.train_noisy == work / "data" / "train" / "train"
+    assert find_dataset(data_dir, work) == first
