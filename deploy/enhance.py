@@ -16,8 +16,13 @@ per channel. Long files go through `enhance_waveform` in overlapping, cross-fade
 `--vad-gate-db D` attenuates non-speech frames of the enhanced signal by D dB (smoothed), with
 the detector chosen by `--vad` (see deploy/vad.py for why WebRTC is the default).
 
-A file that cannot be read or written is reported (`x.wav: cannot read: ...`) and skipped; the
-command exits 1 when any file failed, after a summary line.
+CKPT may also be an INT8 file (`<model>_int8.pth` from the notebook's export section or
+`deploy.quantize.save_int8`); it names its own model.
+
+A file that cannot be read or written is reported (`x.wav: cannot read: ...`) and skipped, and so
+is an input whose output path is taken (two inputs named `x.wav`, or `--out` pointing at the
+input folder: inputs are never overwritten); the command exits 1 when any file failed, after a
+summary line, and 2 when the checkpoint or options are unusable.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from templates.checkpoint import read_checkpoint, strip_wrapper_prefix
+from templates.checkpoint import CheckpointError, read_checkpoint, strip_wrapper_prefix
 from templates.evaluate import enhance_waveform
 from templates.models.registry import build_model, model_names
 
@@ -55,7 +60,16 @@ def load_model(checkpoint, model_name: str | None = None, model_kwargs: dict | N
     import templates.models.crn_causal  # noqa: F401  registers "crn_causal"
 
     path = Path(checkpoint)
-    ckpt = read_checkpoint(path)
+    try:
+        ckpt = read_checkpoint(path)
+    except CheckpointError as e:
+        qmodel = _load_int8_or_none(path)  # `<model>_int8.pth` from the notebook's export
+        if qmodel is None:
+            raise
+        if model_name or model_kwargs is not None:
+            raise EnhanceError(f"{path.name}: an INT8 file names its own model; drop --model and "
+                               f"--model-kwargs") from e
+        return qmodel
     cfg = ckpt.get("config") or {}
     name = model_name or cfg.get("model")
     if not name:
@@ -76,6 +90,19 @@ def load_model(checkpoint, model_name: str | None = None, model_kwargs: dict | N
             f"to match the trained architecture): {str(e).splitlines()[0]}"
         ) from e
     return model.eval()
+
+
+def _load_int8_or_none(path: Path) -> nn.Module | None:
+    """The INT8 model in `path` (written by templates.export / deploy.quantize), else None."""
+    import warnings
+
+    from deploy.quantize import is_int8_file, load_int8
+
+    if not is_int8_file(path):
+        return None
+    with warnings.catch_warnings():  # torch 2.13 deprecates the quantized tensor API it uses
+        warnings.simplefilter("ignore")
+        return load_int8(path)
 
 
 def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
@@ -161,7 +188,23 @@ def enhance_files(model: nn.Module, inputs, out_dir, chunk_seconds: float = 6.0,
     out_dir = Path(out_dir)
     report = EnhanceReport()
     items = collect_inputs(inputs)
+    claimed: dict[Path, Path] = {}  # resolved output -> the input it was assigned to
+    sources = {src.resolve() for src, _ in items}
     for src, rel in tqdm(items, desc="enhance", unit="file", disable=not progress):
+        dst = out_dir / rel
+        key = dst.resolve()
+        if key in sources:
+            reason = f"output {dst} would overwrite an input file; choose another --out"
+        elif key in claimed:
+            reason = (f"output {dst} is already written for {claimed[key]}; enhance the two "
+                      f"inputs into different --out folders")
+        else:
+            claimed[key] = src
+            reason = None
+        if reason:
+            report.failed.append((str(src), reason))
+            echo(f"{src}: skipped: {reason}", file=sys.stderr)
+            continue
         try:
             audio, rate = sf.read(str(src), dtype="float32", always_2d=True)  # T, C
         except Exception as e:  # missing, truncated, not audio: name the file, go on
@@ -173,7 +216,6 @@ def enhance_files(model: nn.Module, inputs, out_dir, chunk_seconds: float = 6.0,
             enhanced = enhance_array(model, audio, rate, chunk_seconds, overlap_seconds,
                                      vad_gate_db, vad_detector)
             report.compute_seconds += time.perf_counter() - t0
-            dst = out_dir / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             sf.write(str(dst), np.clip(enhanced, -1.0, 1.0), rate, subtype="PCM_16")
         except Exception as e:

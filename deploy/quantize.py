@@ -42,6 +42,15 @@ def save_int8(qmodel: nn.Module, path, config: dict) -> Path:
     return path
 
 
+def is_int8_file(path) -> bool:
+    """True when `path` is a readable INT8 model file (its `quantized` tag is INT8_FORMAT)."""
+    try:
+        obj = torch.load(Path(path), map_location="cpu", weights_only=False)
+    except Exception:  # missing, truncated, not a torch file
+        return False
+    return isinstance(obj, dict) and obj.get("quantized") == INT8_FORMAT
+
+
 def load_int8(path) -> nn.Module:
     """Rebuild an INT8 model written by `save_int8`."""
     path = Path(path)

@@ -110,3 +110,47 @@ def test_main_vad_gate_and_errors(trained, tmp_path, capsys):
     assert "pass --model" in capsys.readouterr().err
     assert main([str(tmp_path / "missing.pth"), str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "missing.pth" in capsys.readouterr().err
+
+
+def test_outputs_never_overwrite_inputs_or_each_other(trained, tmp_path, capsys):
+    """Two inputs named x.wav, or --out on the input folder: reported, nothing overwritten."""
+    model, d = trained
+    noisy, _ = _speechy(0.5, 16000, 7)
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        sf.write(tmp_path / sub / "x.wav", noisy * (0.5 if sub == "b" else 1.0), 16000)
+    out = tmp_path / "out"
+    rc = main([str(d / "crn_causal_best.pth"), str(tmp_path / "a" / "x.wav"),
+               str(tmp_path / "b" / "x.wav"), "--out", str(out), "--no-progress"])
+    assert rc == 1
+    err = capsys.readouterr()
+    assert "enhanced 1 file(s), 1 failed" in err.out
+    assert f"{tmp_path / 'b' / 'x.wav'}: skipped: output" in err.err and "already written" in err.err
+    written, _ = sf.read(out / "x.wav")
+    expected_a = enhance_array(model, noisy[:, None], 16000)[:, 0]
+    assert np.abs(written - expected_a).max() < 1e-3  # a's output, not b's (half level)
+    before = (tmp_path / "a" / "x.wav").read_bytes()
+    rc = main([str(d / "crn_causal_best.pth"), str(tmp_path / "a"), "--out", str(tmp_path / "a"),
+               "--no-progress"])
+    assert rc == 1 and "would overwrite an input file" in capsys.readouterr().err
+    assert (tmp_path / "a" / "x.wav").read_bytes() == before
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+def test_enhance_accepts_the_exported_int8_file(trained, tmp_path, capsys):
+    """`<model>_int8.pth` from the notebook's export section works as the enhance checkpoint."""
+    from templates.export import export_artifacts
+
+    model, _ = trained
+    int8_path = export_artifacts(model, tmp_path / "export", repeats=1)["int8_path"]
+    noisy, _ = _speechy(0.5, 16000, 8)
+    sf.write(tmp_path / "x.wav", noisy, 16000)
+    rc = main([int8_path, str(tmp_path / "x.wav"), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert rc == 0
+    out, _ = sf.read(tmp_path / "o" / "x.wav")
+    with torch.no_grad():
+        ref = model(torch.from_numpy(noisy)[None])[0].numpy()
+    assert np.abs(out - ref).max() < 0.05  # int8 is close to fp32, not equal
+    assert main([int8_path, str(tmp_path / "x.wav"), "--out", str(tmp_path / "o2"), "--model",
+                 "crn", "--no-progress"]) == 2
+    assert "names its own model" in capsys.readouterr().err
