@@ -171,7 +171,9 @@ def load_checkpoint(
 
     Accepts our checkpoint dicts and bare model state_dicts; strips DDP/compile prefixes from the
     saved names and loads into the bare model even when ``model`` is wrapped. The optimizer,
-    scheduler and scaler are restored only when given AND present in the file.
+    scheduler and scaler are restored only when given AND present in the file; an empty saved
+    state (a disabled GradScaler's, i.e. a CPU run's) leaves the target's fresh state alone, so
+    a CPU run's checkpoint resumes on a GPU with AMP.
     """
     path = Path(path)
     ckpt = read_checkpoint(path, map_location=map_location)
@@ -183,7 +185,7 @@ def load_checkpoint(
             f"{path.name}: weights do not fit {type(unwrap_model(model)).__name__}: {exc}"
         ) from exc
     for key, target in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
-        if target is not None and ckpt.get(key) is not None:
+        if target is not None and ckpt.get(key):
             try:
                 target.load_state_dict(ckpt[key])
             except (KeyError, ValueError, RuntimeError) as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from templates.checkpoint import load_checkpoint
@@ -85,16 +86,19 @@ def prepare_data(cfg) -> DataBundle:
 def _pipeline_rank_loaders(cfg, data: DataBundle, rank: int, world_size: int):
     """Train/val loaders of one rank: each rank gets 1/world of the data and of the batch."""
     per_rank_batch = max(1, cfg.batch_size // world_size)  # global batch stays cfg.batch_size
-    train_sampler = val_sampler = None
+    train_sampler, val_set = None, data.val_set
     if world_size > 1:
         train_sampler = DistributedSampler(data.train_set, world_size, rank, shuffle=True,
                                            seed=cfg.seed)
-        val_sampler = DistributedSampler(data.val_set, world_size, rank, shuffle=False)
+        # Every validation item exactly once over all ranks (a DistributedSampler would pad the
+        # shards to equal length with repeated items); train_model validates the bare model
+        # and averages per item over ranks, so uneven shards are fine.
+        val_set = Subset(data.val_set, range(rank, len(data.val_set), world_size))
     train = make_loader(data.train_set, per_rank_batch, shuffle=True,
                         num_workers=data.num_workers, seed=cfg.seed, drop_last=False,
                         sampler=train_sampler)
-    val = make_loader(data.val_set, per_rank_batch, shuffle=False,
-                      num_workers=data.num_workers, seed=cfg.seed, sampler=val_sampler)
+    val = make_loader(val_set, per_rank_batch, shuffle=False,
+                      num_workers=data.num_workers, seed=cfg.seed)
     return train, val
 
 

@@ -47,7 +47,8 @@ def _summary_finite(value, key: str, reasons: list):
     if isinstance(value, float) or hasattr(value, "item"):
         number = float(value)
         if not math.isfinite(number):
-            reasons.append(f"{key}: {number} (not finite: no file could be scored)")
+            why = "no file could be scored" if key.startswith("metrics.") else "not finite"
+            reasons.append(f"{key}: {number} ({why})")
             return None
         return number
     return value

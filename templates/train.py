@@ -5,15 +5,19 @@ One call trains one model and leaves in ``work_dir``: ``history.csv`` (rewritten
 and ``ckpt_ep{5,10,...}.pth``. When ``work_dir/last.pth`` exists the run resumes from it, so an
 interrupted Kaggle session continues where it stopped; resuming reproduces the uninterrupted
 run's weights exactly on CPU (RNG states, sampler seeds and the early-stopping counter are
-restored).
+restored). Every checkpoint holds the full training state, so ``ckpt_ep10.pth`` copied to
+``last.pth`` resumes from epoch 10. A ``last.pth`` written with another architecture, loss, crop,
+split or smoke flag (``RESUME_MUST_MATCH``) is refused before anything is loaded; one from a
+finished run trains nothing and says so (raise ``epochs`` to continue it).
 
 Warmup: ``cfg.warmup_epochs`` when it is > 0, otherwise the model's ``default_warmup_epochs``
 (DPT: 3, CRN: 0). The learning rate rises linearly per optimiser step from ``lr/steps`` to
 ``cfg.lr`` over the warmup epochs; the plateau scheduler starts after warmup.
 
 Distributed: when ``torch.distributed`` is initialised (``templates.distributed``), the model is
-wrapped in DDP, the train and validation losses are averaged over all ranks, and only the main
-process (``is_main``) writes files and prints.
+wrapped in DDP, the train and validation losses are averaged over all ranks (validation per
+item, on rank 0's weights and buffers, so the shards may be uneven), and only the main process
+(``is_main``) writes files and prints.
 """
 
 import csv
@@ -31,9 +35,21 @@ from torch import nn
 from tqdm import tqdm
 
 from compat.torch_compat import make_plateau_scheduler
-from templates.checkpoint import atomic_write, load_checkpoint, save_checkpoint, unwrap_model
+from templates.checkpoint import (
+    atomic_write,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    unwrap_model,
+)
 
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds", "saved")
+# Config fields a resumed run must share with the run that wrote last.pth: they decide the
+# architecture (model, model_kwargs), what the loss values mean (loss, crop_seconds,
+# sample_rate) and which pairs are train vs validation (seed, val_fraction: another split would
+# train on former validation files). epochs, patience, batch size, lr, ... may change.
+RESUME_MUST_MATCH = ("model", "model_kwargs", "loss", "seed", "val_fraction", "crop_seconds",
+                     "sample_rate", "smoke")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -72,7 +88,7 @@ def _train_distributed() -> tuple[bool, int]:
 
 
 def _train_mean_over_ranks(total: float, count: int, device: torch.device) -> float:
-    """Sum of losses / number of batches over every rank (the loss each rank saw, averaged)."""
+    """``sum(total) / sum(count)`` over every rank (count: batches for train, items for val)."""
     is_dist, world = _train_distributed()
     if not is_dist or world == 1:
         return total / max(count, 1)
@@ -80,6 +96,14 @@ def _train_mean_over_ranks(total: float, count: int, device: torch.device) -> fl
     pair = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
     dist.all_reduce(pair, op=dist.ReduceOp.SUM)
     return float(pair[0] / pair[1].clamp_min(1.0))
+
+
+def _train_sync_buffers(module: nn.Module) -> None:
+    """Copy rank 0's buffers to every rank (no-op outside multi-process runs)."""
+    is_dist, world = _train_distributed()
+    if is_dist and world > 1:
+        for buf in module.buffers():
+            dist.broadcast(buf.data, src=0)
 
 
 def _train_rng_state() -> dict:
@@ -153,6 +177,36 @@ def format_epoch_line(row: dict, warmup: bool = False, lr_dropped: bool = False)
     )
 
 
+def _train_config_dict(cfg) -> dict:
+    return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(vars(cfg))
+
+
+def _train_check_resumable(path: Path, ckpt: dict, config: dict) -> None:
+    """Refuse a ``last.pth`` that cannot continue this run, naming the file and the reason."""
+    if "epoch" not in ckpt or ckpt.get("optimizer") is None:
+        raise ValueError(
+            f"{path}: holds model weights only (no epoch/optimizer state), so it cannot resume "
+            f"a run; delete it or use another work_dir"
+        )
+    saved = ckpt.get("config") or {}
+    saved_model = saved.get("model")
+    if saved_model not in (None, config.get("model")):
+        raise ValueError(
+            f"{path}: is from a '{saved_model}' run, this run trains '{config.get('model')}'; "
+            f"delete it or use another work_dir"
+        )
+    diffs = [
+        f"{key}={saved[key]!r} there, {config[key]!r} here"
+        for key in RESUME_MUST_MATCH
+        if key in saved and key in config and saved[key] != config[key]
+    ]
+    if diffs:
+        raise ValueError(
+            f"{path}: was written by a run with another configuration ({'; '.join(diffs)}); "
+            f"resuming would mix the two. Delete it or use another work_dir"
+        )
+
+
 def _train_steps_per_epoch(loader, max_steps) -> int:
     try:
         n = len(loader)
@@ -208,16 +262,13 @@ def train_model(
     train_seconds = 0.0
     last_path = work / "last.pth"
     best_path = work / best_checkpoint_name(cfg.model)
+    config = _train_config_dict(cfg)
     if last_path.exists():
+        # Check before loading anything: a mismatched file must not touch the caller's model.
+        _train_check_resumable(last_path, read_checkpoint(last_path), config)
         ckpt = load_checkpoint(
             last_path, bare, optimizer, scheduler, scaler, map_location=device
         )
-        saved_model = (ckpt.get("config") or {}).get("model")
-        if saved_model not in (None, cfg.model):
-            raise ValueError(
-                f"{last_path}: is from a '{saved_model}' run, this run trains '{cfg.model}'; "
-                f"delete it or use another work_dir"
-            )
         history = list(ckpt.get("history", []))
         best_val = float(ckpt.get("best_val", math.inf))
         best_epoch = int(ckpt.get("best_epoch", 0))
@@ -228,6 +279,9 @@ def train_model(
             _train_set_rng_state(ckpt["rng"])
         if is_main:
             print(f"resuming from {last_path} after epoch {ckpt['epoch']} (best va={best_val:.4f})")
+            if start_epoch > cfg.epochs:
+                print(f"{last_path.name}: the run already reached epoch {ckpt['epoch']} of "
+                      f"{cfg.epochs}; nothing to train (raise epochs to continue it)")
 
     stopped_early = bad_epochs >= cfg.patience and start_epoch > 1
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -270,7 +324,12 @@ def train_model(
                 bar.set_postfix(loss=f"{total / count:.4f}")
         bar.close()
         train_loss = _train_mean_over_ranks(total, count, device)
-        val_loss = evaluate_loss(net, val_loader, loss_fn, device, max_steps=cfg.max_steps)
+        # Validate the bare model, after giving every rank rank 0's buffers (BatchNorm
+        # statistics: the model that is saved). Through the DDP wrapper each forward would
+        # broadcast buffers, a collective that hangs when the shards have unequal batch counts;
+        # this way validation shards may be uneven (every item once, none repeated).
+        _train_sync_buffers(bare)
+        val_loss = evaluate_loss(bare, val_loader, loss_fn, device, max_steps=cfg.max_steps)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDivergedError(
                 f"epoch {epoch}: loss is not finite (train {train_loss}, val {val_loss}); "
@@ -293,19 +352,19 @@ def train_model(
         }
         history.append(row)
         if is_main:
-            config = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(vars(cfg))
-            common = dict(
-                model=bare, epoch=epoch, best_val=best_val, best_epoch=best_epoch, config=config
+            # Every checkpoint holds the full training state (model, optimizer, scheduler,
+            # scaler, epoch, best_val, config, history, RNG): any of them can resume a run.
+            state = dict(
+                model=bare, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                epoch=epoch, val_loss=val_loss, best_val=best_val, best_epoch=best_epoch,
+                config=config, history=history, bad_epochs=bad_epochs,
+                train_seconds=train_seconds, rng=_train_rng_state(),
             )
             if improved:
-                save_checkpoint(best_path, val_loss=val_loss, **common)
+                save_checkpoint(best_path, **state)
             if epoch % cfg.checkpoint_every == 0:
-                save_checkpoint(work / f"ckpt_ep{epoch}.pth", val_loss=val_loss, **common)
-            save_checkpoint(
-                last_path, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                history=history, bad_epochs=bad_epochs, train_seconds=train_seconds,
-                rng=_train_rng_state(), **common,
-            )
+                save_checkpoint(work / f"ckpt_ep{epoch}.pth", **state)
+            save_checkpoint(last_path, **state)
             _train_write_history(work / "history.csv", history)
             print(format_epoch_line(row, warmup=in_warmup, lr_dropped=lr_now < lr_before and not in_warmup), flush=True)
         if bad_epochs >= cfg.patience:
@@ -324,7 +383,12 @@ def train_model(
 
 @torch.no_grad()
 def evaluate_loss(net: nn.Module, loader, loss_fn, device, max_steps=None) -> float:
-    """Mean ``loss_fn`` over ``loader`` (at most ``max_steps`` batches), averaged over ranks."""
+    """Mean ``loss_fn`` per item over ``loader`` (at most ``max_steps`` batches) and all ranks.
+
+    Each batch's (mean-reduced) loss counts with its number of items, so the value does not
+    depend on the batch size, the size of the last batch or how the items are sharded over
+    ranks: runs with different batch sizes or GPU counts report comparable validation losses.
+    """
     net.eval()
     use_amp = torch.device(device).type == "cuda"
     total, count = 0.0, 0
@@ -334,6 +398,7 @@ def evaluate_loss(net: nn.Module, loader, loss_fn, device, max_steps=None) -> fl
         noisy, clean = noisy.to(device), clean.to(device)
         with torch.autocast(device_type=torch.device(device).type, dtype=torch.float16, enabled=use_amp):
             est = net(noisy)
-        total += float(loss_fn(est.float(), clean.float()))
-        count += 1
+        items = int(noisy.shape[0])
+        total += float(loss_fn(est.float(), clean.float())) * items
+        count += items
     return float(_train_mean_over_ranks(total, count, torch.device(device)))

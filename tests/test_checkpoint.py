@@ -134,3 +134,18 @@ def test_crash_mid_write_keeps_previous_file_and_leaves_no_temp(tmp_path, monkey
     fresh = _net()
     assert load_checkpoint(path, fresh)["epoch"] == 1
     assert _same_weights(first, fresh)
+
+
+def test_cpu_run_checkpoint_resumes_with_an_enabled_grad_scaler(tmp_path):
+    # A CPU run saves a disabled GradScaler, whose state_dict is {}; resuming it where AMP is on
+    # (a GPU) must keep the fresh scaler rather than fail "cannot restore scaler".
+    model = _net()
+    opt = torch.optim.Adam(model.parameters())
+    off = torch.amp.GradScaler("cpu", enabled=False)
+    assert off.state_dict() == {}
+    save_checkpoint(tmp_path / "last.pth", model=model, optimizer=opt, scaler=off, epoch=1)
+    on = torch.amp.GradScaler("cpu", enabled=True)
+    fresh = _net()
+    load_checkpoint(tmp_path / "last.pth", fresh, torch.optim.Adam(fresh.parameters()), scaler=on)
+    assert on.get_scale() == torch.amp.GradScaler("cpu", enabled=True).get_scale()
+    assert _same_weights(model, fresh)

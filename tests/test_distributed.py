@@ -111,3 +111,43 @@ def test_worker_error_reaches_the_caller(tmp_path):
 
     with pytest.raises(Exception, match="rank 1 exploded"):
         launch_training(boom, None, num_processes=2, backend="gloo")
+
+
+class _BNMasker(_Masker):
+    """With BatchNorm: ranks' running statistics drift apart within an epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(1)
+
+    def forward(self, wav):  # (B, T) -> (B, T)
+        return wav * torch.sigmoid(self.norm(self.conv(wav.unsqueeze(1)))).squeeze(1)
+
+
+def _uneven_val_rank_fn(rank, world_size, cfg, out_dir):
+    """Validation sharded like the pipeline: every item once, 4 items on rank 0, 3 on rank 1."""
+    from torch.utils.data import Subset
+
+    torch.manual_seed(0)
+    train_set, val_set = _Pairs(16, 0), _Pairs(7, 1)
+    train = DataLoader(train_set, batch_size=3,
+                       sampler=DistributedSampler(train_set, world_size, rank, seed=cfg.seed))
+    val = DataLoader(Subset(val_set, range(rank, len(val_set), world_size)), batch_size=2)
+    model = _BNMasker()
+    res = train_model(model, train, val, _l1, cfg, torch.device("cpu"), is_main=rank == 0)
+    torch.save(model.state_dict(), os.path.join(out_dir, f"bn_rank{rank}.pt"))
+    return res
+
+
+def test_validation_over_uneven_shards_is_the_mean_over_every_item_of_rank0s_model(tmp_path):
+    cfg = RunConfig(model="tiny", work_dir=str(tmp_path / "work"), epochs=1, lr=1e-2,
+                    num_workers=0, seed=5)
+    res = launch_training(_uneven_val_rank_fn, cfg, num_processes=2, backend="gloo",
+                          args=(cfg, str(tmp_path)))
+    model = _BNMasker()
+    model.load_state_dict(torch.load(tmp_path / "bn_rank0.pt"))  # the weights rank 0 saved
+    model.eval()
+    val = _Pairs(7, 1)
+    with torch.no_grad():
+        expected = float(_l1(model(val.noisy), val.clean))  # all 7 items, each once
+    assert res.history[0]["val_loss"] == pytest.approx(expected, rel=1e-5)

@@ -131,3 +131,16 @@ def test_unreadable_files_are_skipped_and_counted(tmp_path):
     assert "unreadable" in res.table.skipped[0][1]
     with pytest.raises(ValueError, match="no test file could be scored .*bad.wav"):
         evaluate_model(Identity(), [(bad, bad)], RunConfig(model="t", work_dir=str(tmp_path)), CPU)
+
+
+def test_first3_scores_the_first_3_s_of_both_files_at_offset_0(tmp_path):
+    # the seed's protocol: noisy and clean cut to the same first 3 s (offset 0, aligned)
+    pairs = _write_pairs(tmp_path, 1, 5.0)
+    cfg = RunConfig(model="tiny", work_dir=str(tmp_path / "out"), eval_mode="first3")
+    res = evaluate_model(Identity(), pairs, cfg, CPU)
+    ex = res.examples[0]
+    noisy_file, _ = sf.read(pairs[0][0], dtype="float32")
+    clean_file, _ = sf.read(pairs[0][1], dtype="float32")
+    np.testing.assert_array_equal(ex["noisy"], noisy_file[: 3 * SR])
+    np.testing.assert_array_equal(ex["clean"], clean_file[: 3 * SR])
+    np.testing.assert_allclose(ex["enhanced"], noisy_file[: 3 * SR], atol=1e-6)

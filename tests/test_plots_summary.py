@@ -85,3 +85,15 @@ def test_nan_becomes_null_with_reason_and_raw_nan_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"bad\.json: metrics\.x = nan cannot be written"):
         write_summary({"metrics": {"x": math.nan}}, tmp_path / "bad.json")
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_null_reason_of_a_training_number_does_not_blame_the_test_files():
+    cfg = RunConfig(model="tiny", work_dir="/tmp/w", epochs=1)
+    train = TrainResult(history=_history(1), best_epoch=0, best_val=math.inf, epochs_run=1)
+    s = build_summary(cfg=cfg, model=nn.Linear(3, 2), train_result=train,
+                      eval_result=SimpleNamespace(table=_table(pesq_enh=math.nan), examples=[],
+                                                  mode="full"))
+    assert s["best_val_loss"] is None
+    reasons = dict(r.split(": ", 1) for r in s["null_reasons"])
+    assert reasons["best_val_loss"] == "inf (not finite)"
+    assert reasons["metrics.enhanced.pesq"] == "nan (no file could be scored)"
