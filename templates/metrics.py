@@ -124,7 +124,13 @@ def stoi_score(ref, deg, sample_rate: int = 16000) -> float:
     ref, deg = _metrics_pair(ref, deg, "stoi_score")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        value = float(stoi(ref, deg, int(sample_rate), extended=False))
+        try:
+            value = float(stoi(ref, deg, int(sample_rate), extended=False))
+        except (ValueError, IndexError) as exc:  # e.g. numpy's AxisError under one STFT frame
+            raise MetricSkipped(
+                f"pystoi failed on {len(ref) / sample_rate:.3f} s of audio "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
     for w in caught:
         if "Not enough STFT frames" in str(w.message):
             raise MetricSkipped("too little speech for STOI (not enough non-silent frames)")
@@ -225,6 +231,37 @@ def _metrics_fork_context():
         return None
 
 
+def _metrics_pool_map(score, prepared, workers: int, ctx) -> list:
+    """``[score(item) for item in prepared]`` on ``workers`` forked processes, in input order.
+
+    A worker that dies (a crash in pesq's C code, the out-of-memory killer) would leave
+    ``multiprocessing.Pool`` waiting forever; here the pool breaks instead, and the items it did
+    not finish are scored again one process each, so only the file that kills its process is
+    lost: its four values are NaN with the reason.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    results: list = [None] * len(prepared)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(score, item) for item in prepared]
+        for k, fut in enumerate(futures):
+            try:
+                results[k] = fut.result()
+            except BrokenProcessPool:
+                pass
+    for k, item in enumerate(prepared):
+        if results[k] is not None:
+            continue
+        try:
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as alone:
+                results[k] = alone.submit(score, item).result()
+        except BrokenProcessPool:
+            results[k] = ((float("nan"),) * 4,
+                          ["pesq/stoi: the scoring process died on this file"])
+    return results
+
+
 def score_pairs(items, sample_rate: int = 16000, workers=None) -> ScoreTable:
     """Score `(name, clean, noisy, enhanced)` items, each waveform 1-D (T,) numpy or torch.
 
@@ -256,8 +293,7 @@ def score_pairs(items, sample_rate: int = 16000, workers=None) -> ScoreTable:
     if ctx is None:
         perceptual = [score(item) for item in prepared]
     else:
-        with ctx.Pool(workers) as pool:
-            perceptual = list(pool.imap(score, prepared, chunksize=1))  # keeps input order
+        perceptual = _metrics_pool_map(score, prepared, workers, ctx)  # keeps input order
 
     table = ScoreTable()
     for (name, clean, noisy, enhanced), (values, reasons) in zip(
