@@ -237,6 +237,7 @@ def check_pairs(
     dropped: set[int] = set()
     corrs: list[float] = []
     corr_files: list[str] = []
+    n_identical = 0  # sampled pairs whose noisy crop equals the clean crop sample for sample
     for k in order:
         if len(corr_files) >= n_corr:
             break
@@ -259,6 +260,7 @@ def check_pairs(
             dropped.add(k)
             continue
         m = min(a.shape[0], b.shape[0])
+        n_identical += bool(m) and np.array_equal(a[:m], b[:m])
         r = _datacheck_corr(a[:m], b[:m])
         corr_files.append(_datacheck_name(noisy))
         if r is not None:
@@ -283,6 +285,11 @@ def check_pairs(
         refusals.append(
             f"noisy/clean correlation {correlation:.3f} is below {min_corr:g}: the pairs look misaligned "
             f"or mismatched (aligned pairs of this dataset measure about 0.86)"
+        )
+    if corr_files and n_identical == len(corr_files):
+        refusals.append(
+            f"the noisy and clean files are identical in all {n_identical} sampled pairs: the "
+            f"noisy folder {pairing.noisy_dir} holds clean speech (or both are one folder)"
         )
     if corr_files and correlation is None:
         refusals.append("every file sampled for the correlation is silent")

@@ -184,3 +184,16 @@ def test_every_action_is_known_and_format_truncates(tmp_path):
     text = r.format(max_per_kind=3)
     assert "sample_rate: 12 (resample 12)" in text and "... and 9 more" in text
     assert r.ok  # resampled, not refused
+
+
+def test_noisy_folder_holding_the_clean_files_is_refused(tmp_path):
+    # Correlation 1.0 passes the alignment check, yet training would learn the identity.
+    root = make_pairs(tmp_path, n=5)
+    for f in (root / "y_train").iterdir():
+        (root / "train" / f.name).write_bytes(f.read_bytes())
+    r = _check(root)
+    assert not r.ok and r.correlation == pytest.approx(1.0)
+    assert any("identical in all 4 sampled pairs" in x and str(root / "train") in x for x in r.refusals)
+    with pytest.raises(DataError, match="identical"):
+        r.raise_if_refused()
+    assert _check(make_pairs(tmp_path / "ok", n=5)).ok  # real noisy files are not identical
