@@ -94,3 +94,19 @@ def test_errors_are_clear(model):
         StreamingEnhancer(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="masker_step expects"):
         model.masker_step(torch.rand(1, 257), model.init_state())
+
+
+def test_equivalence_test_detects_dropped_lstm_state(model, monkeypatch):
+    """The stream == whole-file check has the power to catch a stream that loses its state."""
+    x = 0.3 * torch.randn(5000)
+    with torch.no_grad():
+        whole = model(x[None])[0]
+    step = CausalCRN.masker_step
+
+    def step_with_fresh_lstm(self, mag, state):
+        fresh = self.init_state(mag.shape[0], device=mag.device)
+        return step(self, mag, {"conv": state["conv"], "lstm": fresh["lstm"]})
+
+    monkeypatch.setattr(CausalCRN, "masker_step", step_with_fresh_lstm)
+    for chunk in (1, 256, 777):
+        assert (stream_enhance(model, x, chunk) - whole).abs().max() > 5e-4  # > 5x tolerance
