@@ -1,6 +1,6 @@
 """Per-hop compute time, real-time factor and size on disk: CRN, DPT, causal CRN x fp32/INT8/ONNX.
 
-    python benchmarks/latency.py [--repeats 20] [--hops 300] [--checkpoint-dir DIR]
+    python benchmarks/latency.py [--repeats 20] [--hops 300] [--work DIR]
 
 One CPU thread (torch.set_num_threads(1), onnxruntime intra-op 1), all rows in one run.
 Two definitions, named in the `def` column:
