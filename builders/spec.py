@@ -31,6 +31,7 @@ BASE_PARAMETERS: dict[str, Any] = {
     "WARMUP_EPOCHS": 0,
     "PATIENCE": 10,
     "LOSS": "mag_l1",
+    "SCRATCH_DIR": None,  # where .7z archives are extracted; None: the system temp folder
 }
 
 _SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

@@ -46,7 +46,7 @@ def torch_load(path, map_location="cpu"):
     return torch.load(path, **kwargs)
 
 
-def _compat_cuda_count() -> int:
+def cuda_device_count() -> int:
     """GPUs visible to torch, counted without initialising the CUDA driver in this process.
 
     `torch.cuda.is_available()` calls `cudaGetDeviceCount`, i.e. `cuInit`, after which no forked
@@ -66,7 +66,7 @@ def gpu_total_memory(index: int = 0) -> int:
     Reads `total_memory`, falling back to `total_mem` (the attribute name differs across torch
     builds; the seed's notebook died on `total_mem`).
     """
-    count = _compat_cuda_count()
+    count = cuda_device_count()
     if count == 0:
         raise RuntimeError("gpu_total_memory: no CUDA GPU is visible to torch")
     if not 0 <= index < count:
@@ -170,7 +170,7 @@ def check_gpu_supported(probe: bool = True) -> str:
     (sm_60) under a torch built for sm_70 and newer. With `probe`, also runs a tiny kernel on
     each GPU, which catches what the architecture list cannot tell.
     """
-    count = _compat_cuda_count()
+    count = cuda_device_count()
     if count == 0:
         return "cpu (no GPU visible)"
     arch_list = list(torch.cuda.get_arch_list() or [])
@@ -215,7 +215,7 @@ def run_without_cuda_init(fn, *args, **kwargs):
     including those defined in notebook cells, do under fork).
     """
     initialised = getattr(torch.cuda, "is_initialized", lambda: False)()
-    if (_compat_cuda_count() == 0 or initialised
+    if (cuda_device_count() == 0 or initialised
             or "fork" not in multiprocessing.get_all_start_methods()):
         return fn(*args, **kwargs)
     ctx = multiprocessing.get_context("fork")
@@ -235,7 +235,7 @@ def environment_report(work_dir=None) -> dict:
     """Versions, GPUs, CPUs and free disk, as a JSON-ready dict (for the log and the summary)."""
     work = Path(work_dir) if work_dir is not None else Path.cwd()
     gpus = []
-    for i in range(_compat_cuda_count()):
+    for i in range(cuda_device_count()):
         try:
             mem = gpu_total_memory(i)
         except (RuntimeError, ValueError):

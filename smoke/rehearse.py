@@ -54,7 +54,9 @@ def expected_outputs(name: str) -> list[str]:
 
 
 def rehearsal_parameters(data_dir: Path, work_dir: Path) -> dict[str, Any]:
-    return {"DATA_DIR": str(data_dir), "WORK_DIR": str(work_dir), **REHEARSAL_PARAMETERS}
+    # Extraction goes next to the run, not into the shared system temp folder.
+    return {"DATA_DIR": str(data_dir), "WORK_DIR": str(work_dir),
+            "SCRATCH_DIR": str(work_dir.parent / f"{work_dir.name}-scratch"), **REHEARSAL_PARAMETERS}
 
 
 def default_dataset(folder: Path) -> Path:

@@ -6,7 +6,9 @@ same fields with small values, so there is one notebook for both.
 
 import dataclasses
 import math
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 SAMPLE_RATE = 16000
@@ -43,6 +45,10 @@ class RunConfig:
     checkpoint_every: int = 5
     sample_rate: int = SAMPLE_RATE
     model_kwargs: dict = field(default_factory=dict)
+    # Where .7z archives are extracted. None: <system temp>/se_toolkit. Never inside work_dir:
+    # Kaggle saves /kaggle/working as the notebook's output, and the extracted training set is
+    # several GB that `--fetch` would then download.
+    scratch_dir: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -104,6 +110,13 @@ class RunConfig:
     def crop_samples(self) -> int:
         """Training crop length in samples at ``sample_rate``."""
         return int(round(self.crop_seconds * self.sample_rate))
+
+    @property
+    def extract_dir(self) -> Path:
+        """Folder that receives extracted archives (``scratch_dir`` or the system temp)."""
+        if self.scratch_dir is not None:
+            return Path(self.scratch_dir)
+        return Path(tempfile.gettempdir()) / "se_toolkit"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every field (model_kwargs copied, not shared)."""

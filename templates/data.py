@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from compat.audio import audio_info, load_audio
+from compat.torch_compat import cuda_device_count
 
 # Layout field -> folder (and archive stem) name in the Kaggle dataset.
 DATASET_FOLDERS = {
@@ -347,7 +348,7 @@ def make_loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed:
         sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=cuda_device_count() > 0,  # is_available() would poison the DDP fork
         generator=g,
         **kw,
     )

@@ -23,10 +23,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as torch_mp
 
+from compat.torch_compat import cuda_device_count
+
 
 def visible_gpu_count() -> int:
-    """CUDA devices torch can see (0 without CUDA); does not initialise CUDA."""
-    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    """CUDA devices torch can see (0 without CUDA); does not initialise CUDA (see
+    `cuda_device_count`: `torch.cuda.is_available()` would poison the DDP fork)."""
+    return cuda_device_count()
 
 
 def _dist_free_port() -> int:

@@ -66,7 +66,7 @@ cfg = RunConfig(
     model=MODEL_NAME, data_dir=DATA_DIR, work_dir=WORK_DIR, epochs=EPOCHS,
     batch_size=BATCH_SIZE, lr=LR, crop_seconds=CROP_SECONDS, seed=SEED, max_steps=MAX_STEPS,
     smoke=SMOKE, num_workers=NUM_WORKERS, eval_mode=EVAL_MODE, max_test_files=MAX_TEST_FILES,
-    warmup_epochs=WARMUP_EPOCHS, patience=PATIENCE, loss=LOSS,
+    warmup_epochs=WARMUP_EPOCHS, patience=PATIENCE, loss=LOSS, scratch_dir=SCRATCH_DIR,
 )
 print(cfg)
 

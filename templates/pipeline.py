@@ -52,7 +52,7 @@ class DataBundle:
 
 def prepare_data(cfg) -> DataBundle:
     """Find, pair, check (printing the report; refusing bad data), split, build the datasets."""
-    layout = find_dataset(cfg.data_dir, cfg.work_dir)
+    layout = find_dataset(cfg.data_dir, cfg.extract_dir)
     train_pairing = pair_files(layout.train_noisy, layout.train_clean)
     report = check_pairs(train_pairing, sample_rate=cfg.sample_rate,
                          crop_seconds=cfg.crop_seconds, seed=cfg.seed, label="train")

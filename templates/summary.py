@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from compat.torch_compat import cuda_device_count
 from templates.checkpoint import atomic_write
 from templates.models.registry import count_parameters
 
@@ -30,8 +31,8 @@ def library_versions() -> dict:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    if torch.cuda.is_available():
-        versions["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    if cuda_device_count() > 0:
+        versions["gpus"] = [torch.cuda.get_device_name(i) for i in range(cuda_device_count())]
     return versions
 
 

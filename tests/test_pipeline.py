@@ -18,7 +18,8 @@ TINY_CRN = {"enc_channels": [4, 8, 8], "lstm_hidden": 8, "lstm_layers": 1,
 def _cfg(tmp_path, **kw):
     base = dict(model="crn", data_dir=str(tmp_path / "input"), work_dir=str(tmp_path / "work"),
                 epochs=1, batch_size=2, max_steps=2, crop_seconds=1.0, smoke=True,
-                val_fraction=0.25, eval_mode="full", max_test_files=3, model_kwargs=TINY_CRN)
+                val_fraction=0.25, eval_mode="full", max_test_files=3, model_kwargs=TINY_CRN,
+                scratch_dir=str(tmp_path / "scratch"))
     base.update(kw)
     return RunConfig(**base)
 

@@ -331,7 +331,7 @@ def test_run_without_cuda_init_forks_when_a_gpu_is_visible(monkeypatch):
     import os
 
     # A visible GPU and an uninitialised CUDA: the call must leave this process (forked child).
-    monkeypatch.setattr(tc, "_compat_cuda_count", lambda: 2)
+    monkeypatch.setattr(tc, "cuda_device_count", lambda: 2)
     tag, pid = tc.run_without_cuda_init(_report_pid, "env")
     assert tag == "env" and pid != os.getpid()
     with pytest.raises(RuntimeError, match="sm_60"):
@@ -341,7 +341,7 @@ def test_run_without_cuda_init_forks_when_a_gpu_is_visible(monkeypatch):
 def test_run_without_cuda_init_stays_in_process_once_cuda_is_initialised(monkeypatch):
     import os
 
-    monkeypatch.setattr(tc, "_compat_cuda_count", lambda: 2)
+    monkeypatch.setattr(tc, "cuda_device_count", lambda: 2)
     monkeypatch.setattr(tc.torch.cuda, "is_initialized", lambda: True)
     assert tc.run_without_cuda_init(_report_pid, "y") == ("y", os.getpid())
 
@@ -360,7 +360,7 @@ def test_run_without_cuda_init_never_calls_is_available_in_the_parent(monkeypatc
     cuda.is_available = poisoned
     cuda.is_initialized = lambda: False
     monkeypatch.setattr(tc, "torch", _fake_torch(cuda))
-    assert tc._compat_cuda_count() == 2
+    assert tc.cuda_device_count() == 2
     tag, pid = tc.run_without_cuda_init(_report_pid, "t4x2")
     assert tag == "t4x2" and pid != os.getpid()
 
@@ -372,5 +372,5 @@ def test_gpu_count_survives_a_cuda_build_without_driver(fake):
         raise RuntimeError("Found no NVIDIA driver on your system")
 
     ft.cuda.device_count = no_driver
-    assert tc._compat_cuda_count() == 0
+    assert tc.cuda_device_count() == 0
     assert tc.check_gpu_supported() == "cpu (no GPU visible)"
