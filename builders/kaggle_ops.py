@@ -178,9 +178,14 @@ def check_credentials(warn: Callable[[str], None] | None = None) -> list[str]:
     if token:
         secrets.append(token)
         found = True
-    elif token_file.is_file() and token_file.read_text(encoding="utf-8").strip():
-        secrets.append(token_file.read_text(encoding="utf-8").strip())
-        found = True
+    elif token_file.is_file():
+        try:
+            file_token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KaggleCredentialsError(f"{token_file}: cannot read ({exc}). {_CREDENTIALS_HELP}") from exc
+        if file_token:
+            secrets.append(file_token)
+            found = True
     if not found:
         raise KaggleCredentialsError(_CREDENTIALS_HELP)
     return [s for s in secrets if s]
@@ -277,11 +282,14 @@ def _describe_failure(exc: BaseException, timeout: float) -> tuple[bool, str, bo
         detail = str(exc) or exc.response.reason
         if code in (401,):
             return False, f"Kaggle rejected the credentials (HTTP {code}: {detail})", True
-        if code >= 500 or code == 429:
+        if code >= 500 or code in (408, 429):
             return True, f"HTTP {code} from Kaggle ({detail})", False
         return False, f"HTTP {code} from Kaggle ({detail})", False
     if isinstance(exc, requests.Timeout):
         return True, f"no answer from Kaggle within {timeout:g} s", False
+    if isinstance(exc, requests.exceptions.SSLError):
+        # A certificate problem does not go away by asking again (it subclasses ConnectionError).
+        return False, f"TLS failure talking to Kaggle ({exc})", False
     if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
         return True, f"connection failed or dropped ({type(exc).__name__}: {exc})", False
     if isinstance(exc, _TransientDownloadError):

@@ -505,3 +505,25 @@ def test_malformed_kaggle_json_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_USERNAME", USER)
     monkeypatch.setenv("KAGGLE_KEY", KEY)
     assert kaggle_ops.check_credentials() == [KEY]  # the environment is enough
+
+
+def test_unreadable_access_token_is_a_credentials_error(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    _clean_env(monkeypatch, home)
+    (home / ".kaggle" / "access_token").write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(KaggleCredentialsError, match="access_token: cannot read"):
+        kaggle_ops.check_credentials()
+
+
+def test_failure_classes_tls_is_final_408_is_transient():
+    import requests
+
+    transient, reason, _ = kaggle_ops._describe_failure(requests.exceptions.SSLError("bad cert"), 5)
+    assert not transient and "TLS" in reason
+    response = requests.Response()
+    response.status_code = 408
+    transient, _, _ = kaggle_ops._describe_failure(requests.HTTPError(response=response), 5)
+    assert transient
+    transient, _, _ = kaggle_ops._describe_failure(requests.ConnectionError("reset"), 5)
+    assert transient
