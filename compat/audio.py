@@ -15,7 +15,7 @@ handled where it matters, and tests can substitute fake modules.
 import importlib
 import math
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +33,18 @@ class AudioReadError(OSError):
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """Header facts of one audio file."""
+    """Header facts of one audio file.
+
+    ``subtype`` is the sample encoding in soundfile's names ("PCM_16", "PCM_24", "FLOAT",
+    "DOUBLE", ...), or None where the backend does not say. Only "FLOAT" and "DOUBLE" files can
+    hold NaN or Inf samples. It is left out of ``==`` so two headers with the same shape compare
+    equal whichever backend read them.
+    """
 
     frames: int
     sample_rate: int
     channels: int
+    subtype: str | None = field(default=None, compare=False)
 
     @property
     def duration(self) -> float:
@@ -57,14 +64,35 @@ def _audio_backend(name: str):
         return None
 
 
+# Float encodings: the only ones whose samples can be NaN or Inf.
+AUDIO_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+
+
 def _wave_header_info(path: Path) -> AudioInfo:
-    """Header of a PCM wav through the stdlib (no decoding)."""
+    """Header of a PCM wav through the stdlib (no decoding; it reads integer PCM only)."""
     with wave.open(str(path), "rb") as w:
-        return AudioInfo(frames=w.getnframes(), sample_rate=w.getframerate(), channels=w.getnchannels())
+        width = w.getsampwidth()
+        subtype = "PCM_U8" if width == 1 else f"PCM_{8 * width}"
+        return AudioInfo(
+            frames=w.getnframes(), sample_rate=w.getframerate(), channels=w.getnchannels(), subtype=subtype
+        )
+
+
+def _torchaudio_subtype(meta) -> str | None:
+    """soundfile's subtype name for a ``torchaudio.info`` result (``encoding``, ``bits_per_sample``)."""
+    enc = str(getattr(meta, "encoding", "") or "").upper()
+    bits = int(getattr(meta, "bits_per_sample", 0) or 0)
+    if enc == "PCM_F":
+        return {32: "FLOAT", 64: "DOUBLE"}.get(bits)
+    if enc == "PCM_S" and bits in (16, 24, 32):
+        return f"PCM_{bits}"
+    if enc == "PCM_U" and bits == 8:
+        return "PCM_U8"
+    return {"ULAW": "ULAW", "ALAW": "ALAW", "VORBIS": "VORBIS"}.get(enc)
 
 
 def audio_info(path) -> AudioInfo:
-    """Frames, sample rate and channels of ``path`` from its header, without decoding samples.
+    """Frames, sample rate, channels and subtype of ``path`` from its header, without decoding.
 
     Raises ``AudioReadError`` naming the file when the header cannot be read.
     """
@@ -75,12 +103,16 @@ def audio_info(path) -> AudioInfo:
     try:
         if sf is not None:
             i = sf.info(str(path))
-            return AudioInfo(frames=int(i.frames), sample_rate=int(i.samplerate), channels=int(i.channels))
+            return AudioInfo(
+                frames=int(i.frames), sample_rate=int(i.samplerate), channels=int(i.channels),
+                subtype=getattr(i, "subtype", None) or None,
+            )
         ta = _audio_backend("torchaudio")
         if ta is not None and hasattr(ta, "info"):
             i = ta.info(str(path))
             return AudioInfo(
-                frames=int(i.num_frames), sample_rate=int(i.sample_rate), channels=int(i.num_channels)
+                frames=int(i.num_frames), sample_rate=int(i.sample_rate), channels=int(i.num_channels),
+                subtype=_torchaudio_subtype(i),
             )
         if path.suffix.lower() == ".wav":
             return _wave_header_info(path)

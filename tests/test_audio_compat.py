@@ -216,3 +216,24 @@ def test_save_audio_roundtrip(tmp_path, monkeypatch, with_soundfile):
     assert sf.info(str(stereo)).channels == 2
     with pytest.raises(ValueError, match="shape"):
         save_audio(tmp_path / "x.wav", torch.zeros(1, 2, 3), 8000)
+
+
+def test_subtype_from_every_header_reader(tmp_path, monkeypatch):
+    # Only FLOAT/DOUBLE wavs can hold NaN/Inf: the data check decodes exactly those, so every
+    # backend must say which encoding a file has (or None where it cannot tell).
+    pcm = _write(tmp_path / "p.wav", np.zeros(800, np.float32), 16000, "PCM_16")
+    pcm24 = _write(tmp_path / "p24.wav", np.zeros(800, np.float32), 16000, "PCM_24")
+    flt = _write(tmp_path / "f.wav", np.zeros(800, np.float32), 16000, "FLOAT")
+    assert (audio_info(pcm).subtype, audio_info(flt).subtype) == ("PCM_16", "FLOAT")
+    _backends(monkeypatch)  # stdlib wave: integer PCM only
+    assert (audio_info(pcm).subtype, audio_info(pcm24).subtype) == ("PCM_16", "PCM_24")
+    # torchaudio.info reports encoding + bits_per_sample; an older fake without them gives None.
+    _backends(monkeypatch, torchaudio=_fake_torchaudio(with_info=True))
+    assert audio_info(flt).subtype is None
+    for enc, bits, want in [("PCM_F", 32, "FLOAT"), ("PCM_F", 64, "DOUBLE"), ("PCM_S", 16, "PCM_16"),
+                            ("PCM_U", 8, "PCM_U8"), ("MP3", 0, None)]:
+        meta = types.SimpleNamespace(num_frames=800, sample_rate=16000, num_channels=1,
+                                     encoding=enc, bits_per_sample=bits)
+        ta = types.SimpleNamespace(info=lambda path, m=meta: m, load=None)
+        _backends(monkeypatch, torchaudio=ta)
+        assert audio_info(flt) == AudioInfo(800, 16000, 1) and audio_info(flt).subtype == want
