@@ -1,6 +1,6 @@
 """Check a speech-enhancement dataset before spending GPU hours on it.
 
-    python smoke/check_data.py ROOT [--work-dir W] [--min-corr X]
+    python smoke/check_data.py ROOT [--work-dir W] [--min-corr X] [--max-low-corr F]
 
 Finds the four wav folders under ROOT (archives are extracted into W, never into ROOT), checks
 the train and test pairs, prints the reports. Exit code 0: usable; 1: refused; 2: not found.
@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("root", type=Path, help="folder holding the dataset (any depth), e.g. /kaggle/input")
     ap.add_argument("--work-dir", type=Path, default=None, help="where archives are extracted (default: a temp cache)")
     ap.add_argument("--min-corr", type=float, default=0.3, help="refuse below this noisy/clean correlation")
+    ap.add_argument("--max-low-corr", type=float, default=0.2,
+                    help="refuse above this fraction of sampled pairs below --min-corr")
     ap.add_argument("--sample-rate", type=int, default=16000)
     ap.add_argument("--min-seconds", type=float, default=0.5, help="skip pairs shorter than this")
     ap.add_argument("--max-unusable", type=float, default=0.1, help="refuse above this fraction of unusable files")
@@ -51,6 +53,7 @@ def main(argv=None) -> int:
             min_corr=args.min_corr,
             min_seconds=args.min_seconds,
             max_unusable_fraction=args.max_unusable,
+            max_low_corr_fraction=args.max_low_corr,
         )
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -47,6 +47,9 @@ def test_misaligned_train_exit_1(tmp_path, capsys):
     assert "verdict: REFUSED: noisy/clean correlation" in out and "verdict: USABLE" in out  # test is fine
     # A permissive threshold accepts the same data.
     assert main([str(tmp_path / "input"), "--work-dir", str(tmp_path / "w"), "--min-corr", "-1"]) == EXIT_OK
+    # Every misaligned pair is named, and a tolerant fraction alone does not let the mean through.
+    assert main([str(tmp_path / "input"), "--work-dir", str(tmp_path / "w"),
+                 "--max-low-corr", "1.0"]) == EXIT_REFUSED
 
 
 def test_not_found_exit_2(tmp_path, capsys):
