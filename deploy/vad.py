@@ -14,11 +14,14 @@ from ``smoke.dataset.build_local_dataset``. ``DEFAULT_DETECTOR``'s comment gives
 behind the choice.
 
 ``gate_non_speech`` attenuates non-speech frames by ``atten_db`` with a smoothed gain so the
-gate does not click; ``speech_only_scores`` computes SI-SDR and STOI over speech frames only.
+gate does not click; ``speech_only_scores`` computes SI-SDR and STOI over speech frames only
+(with ``templates.metrics``' ``si_sdr`` and ``stoi_score``). ``make_detector`` builds a detector
+once, up front, so a missing ``webrtcvad`` is one clear error instead of one per file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +37,28 @@ DEFAULT_DETECTOR = "webrtc"
 
 class VADError(ValueError):
     """Bad VAD input (rate, frame size, shape); the message says what was found."""
+
+
+class VADUnavailable(VADError, ImportError):
+    """The detector's package is not installed; the message says what to install.
+
+    Both a ``VADError`` (a ValueError, which command lines report as a usage error) and an
+    ``ImportError``.
+    """
+
+
+WEBRTC_INSTALL = "pip install webrtcvad-wheels"
+
+
+def _import_webrtcvad():
+    try:
+        import webrtcvad
+    except ImportError as e:  # optional dependency of the deploy extra
+        raise VADUnavailable(
+            f"the webrtc VAD detector needs the webrtcvad package: {WEBRTC_INSTALL} "
+            f"(or choose the energy detector)"
+        ) from e
+    return webrtcvad
 
 
 def _as_mono(wav) -> np.ndarray:
@@ -83,6 +108,8 @@ def reference_activity(clean, sample_rate: int = 16000, frame_ms: int = 30,
     """
     x = _as_mono(clean)
     e = _frame_energies_db(x, _frame_len(sample_rate, frame_ms))
+    if not np.any(x):  # a silent reference has no speech (not "every frame is near the peak")
+        return np.zeros(len(e), dtype=bool)
     return e > (e.max() + rel_db)
 
 
@@ -102,10 +129,7 @@ def energy_vad(wav, sample_rate: int = 16000, frame_ms: int = 30, margin_db: flo
 def webrtc_vad(wav, sample_rate: int = 16000, frame_ms: int = 30, aggressiveness: int = 3,
                hangover_frames: int = 3) -> np.ndarray:
     """(n_frames,) bool from WebRTC's detector (``pip install webrtcvad-wheels``)."""
-    try:
-        import webrtcvad
-    except ImportError as e:  # optional dependency of the deploy extra
-        raise ImportError("webrtc_vad needs webrtcvad: pip install webrtcvad-wheels") from e
+    webrtcvad = _import_webrtcvad()
     if sample_rate not in (8000, 16000, 32000, 48000):
         raise VADError(f"webrtcvad supports 8/16/32/48 kHz, got {sample_rate} Hz")
     if frame_ms not in (10, 20, 30):
@@ -127,20 +151,48 @@ def webrtc_vad(wav, sample_rate: int = 16000, frame_ms: int = 30, aggressiveness
     return _hangover(active, hangover_frames)
 
 
+def make_detector(name: str = DEFAULT_DETECTOR, **kw) -> Callable[..., np.ndarray]:
+    """The named detector ("webrtc" or "energy") as ``fn(wav, sample_rate=16000, frame_ms=30)``.
+
+    Checks everything that does not depend on the audio now, so a caller that builds it before
+    its loop fails once: an unknown name raises ``VADError``, a missing ``webrtcvad`` raises
+    ``VADUnavailable`` (a ``VADError`` and an ``ImportError``) naming ``pip install
+    webrtcvad-wheels``. ``kw`` are the detector's options (e.g. ``aggressiveness``).
+    """
+    if name == "energy":
+        fn = energy_vad
+    elif name == "webrtc":
+        _import_webrtcvad()
+        if not 0 <= kw.get("aggressiveness", 3) <= 3:
+            raise VADError(f"aggressiveness must be 0..3, got {kw['aggressiveness']}")
+        fn = webrtc_vad
+    else:
+        raise VADError(f"unknown VAD detector {name!r}; choose one of {list(DETECTORS)}")
+
+    def detector(wav, sample_rate: int = 16000, frame_ms: int = 30) -> np.ndarray:
+        return fn(wav, sample_rate, frame_ms, **kw)
+
+    detector.__name__ = f"{name}_detector"
+    return detector
+
+
 def detect_speech(wav, sample_rate: int = 16000, detector: str = DEFAULT_DETECTOR,
                   frame_ms: int = 30, **kw) -> np.ndarray:
-    """(n_frames,) bool with the named detector ("webrtc" or "energy")."""
-    if detector == "energy":
-        return energy_vad(wav, sample_rate, frame_ms, **kw)
-    if detector == "webrtc":
-        return webrtc_vad(wav, sample_rate, frame_ms, **kw)
-    raise VADError(f"unknown VAD detector {detector!r}; choose one of {list(DETECTORS)}")
+    """(n_frames,) bool with the named detector ("webrtc" or "energy"); see ``make_detector``."""
+    return make_detector(detector, **kw)(wav, sample_rate, frame_ms)
 
 
 def frames_to_samples(active: np.ndarray, n_samples: int, sample_rate: int = 16000,
                       frame_ms: int = 30) -> np.ndarray:
     """(n_samples,) bool: each frame's decision repeated over its samples."""
     n = _frame_len(sample_rate, frame_ms)
+    active = np.asarray(active, dtype=bool)
+    if active.ndim != 1 or len(active) * n < n_samples:
+        raise VADError(
+            f"{active.shape} frame decisions of {frame_ms} ms at {sample_rate} Hz cover "
+            f"{active.size * n} samples, fewer than the signal's {n_samples}; compute them on "
+            f"this signal (same rate and frame_ms)"
+        )
     return np.repeat(np.asarray(active, dtype=bool), n)[:n_samples].copy() if n_samples else \
         np.zeros(0, dtype=bool)
 
@@ -216,9 +268,15 @@ def speech_only_scores(clean, enhanced, active: np.ndarray, sample_rate: int = 1
                        frame_ms: int = 30) -> dict:
     """SI-SDR (dB) and STOI over the speech frames only (samples where ``active``).
 
-    Returns ``{"si_sdr": float, "stoi": float or None, "speech_fraction": float}``; STOI is None
-    when fewer than ~0.4 s of speech remain (pystoi needs enough frames).
+    Returns ``{"si_sdr": float, "stoi": float or None, "speech_fraction": float}``. SI-SDR is
+    ``templates.metrics.si_sdr`` and NaN without speech samples; STOI is
+    ``templates.metrics.stoi_score`` and None when fewer than ~0.4 s of speech remain or pystoi
+    finds too few non-silent frames in them (it would otherwise return 1e-5).
     """
+    import torch
+
+    from templates.metrics import MetricSkipped, si_sdr, stoi_score
+
     ref, est = _as_mono(clean), _as_mono(enhanced)
     n = min(len(ref), len(est))
     mask = frames_to_samples(active, n, sample_rate, frame_ms)
@@ -226,12 +284,10 @@ def speech_only_scores(clean, enhanced, active: np.ndarray, sample_rate: int = 1
     out = {"si_sdr": float("nan"), "stoi": None, "speech_fraction": float(mask.mean()) if n else 0.0}
     if len(r) == 0:
         return out
-    r0, e0 = r - r.mean(), e - e.mean()
-    alpha = np.dot(e0, r0) / (np.dot(r0, r0) + 1e-12)
-    target = alpha * r0
-    out["si_sdr"] = float(10 * np.log10((np.sum(target**2) + 1e-12) / (np.sum((e0 - target) ** 2) + 1e-12)))
+    out["si_sdr"] = float(si_sdr(torch.from_numpy(e), torch.from_numpy(r))[0])
     if len(r) >= int(0.4 * sample_rate):
-        from pystoi import stoi
-
-        out["stoi"] = float(stoi(r, e, sample_rate, extended=False))
+        try:
+            out["stoi"] = stoi_score(r, e, sample_rate)
+        except MetricSkipped:
+            pass
     return out

@@ -101,3 +101,66 @@ def test_bad_input_errors_name_the_problem():
         webrtc_vad(np.zeros(22050), sample_rate=22050)
     with pytest.raises(VADError, match="unknown VAD detector"):
         detect_speech(np.zeros(1600), SR, "silero")
+
+
+def _numpy_si_sdr(ref, est):
+    """The formula speech_only_scores used before it called templates.metrics.si_sdr."""
+    r0, e0 = ref - ref.mean(), est - est.mean()
+    alpha = np.dot(e0, r0) / (np.dot(r0, r0) + 1e-12)
+    target = alpha * r0
+    return 10 * np.log10((np.sum(target**2) + 1e-12) / (np.sum((e0 - target) ** 2) + 1e-12))
+
+
+@pytest.mark.parametrize("snr_db", [-5, 0, 10, 30])
+def test_speech_only_si_sdr_equals_the_plain_formula(snr_db):
+    noisy, clean, _ = _bursty(seed=3, snr_db=snr_db)
+    active = reference_activity(clean, SR, 30)
+    mask = frames_to_samples(active, len(clean), SR, 30)
+    want = _numpy_si_sdr(clean[mask].astype(np.float64), noisy[mask].astype(np.float64))
+    got = speech_only_scores(clean, noisy, active, SR)["si_sdr"]
+    assert got == pytest.approx(want, abs=1e-3)
+
+
+def test_speech_only_stoi_is_none_when_pystoi_finds_too_little_speech():
+    # 0.6 s marked as speech, but only 0.1 s of it is audible: pystoi drops the silent frames
+    # and would return 1e-5 with a warning; that must not be reported as a STOI of 0.
+    t = np.arange(SR) / SR
+    clean = np.where((t >= 0.2) & (t < 0.3), 0.3 * np.sin(2 * np.pi * 200 * t), 1e-7)
+    active = np.zeros(len(clean) // 480 + 1, bool)
+    active[6:26] = True  # 0.18-0.78 s
+    s = speech_only_scores(clean, clean, active, SR)
+    assert s["stoi"] is None
+    assert s["si_sdr"] > 60
+
+
+def test_speech_only_scores_reject_activity_for_a_shorter_signal():
+    noisy, clean, _ = _bursty()
+    active = reference_activity(clean[:SR], SR, 30)  # 1 s of decisions for a 3 s signal
+    with pytest.raises(VADError, match="fewer than the signal's 48000"):
+        speech_only_scores(clean, noisy, active, SR)
+
+
+def test_silent_reference_has_no_speech():
+    assert not reference_activity(np.zeros(SR), SR, 30).any()
+    s = speech_only_scores(np.zeros(SR), np.ones(SR), reference_activity(np.zeros(SR)), SR)
+    assert np.isnan(s["si_sdr"]) and s["stoi"] is None and s["speech_fraction"] == 0.0
+
+
+def test_make_detector_fails_up_front_naming_the_package(monkeypatch):
+    from deploy.vad import VADUnavailable, make_detector
+
+    noisy, clean, _ = _bursty()
+    det = make_detector("webrtc", aggressiveness=3)
+    np.testing.assert_array_equal(det(noisy, SR, 30), webrtc_vad(noisy, SR, 30, 3))
+    np.testing.assert_array_equal(make_detector("energy")(noisy, SR), energy_vad(noisy, SR))
+    with pytest.raises(VADError, match="unknown VAD detector 'silero'"):
+        make_detector("silero")
+    with pytest.raises(VADError, match="aggressiveness"):
+        make_detector("webrtc", aggressiveness=5)
+    monkeypatch.setitem(__import__("sys").modules, "webrtcvad", None)  # import fails
+    with pytest.raises(VADUnavailable, match="pip install webrtcvad-wheels") as err:
+        make_detector("webrtc")
+    assert isinstance(err.value, ImportError) and isinstance(err.value, ValueError)
+    with pytest.raises(ImportError, match="pip install webrtcvad-wheels"):
+        detect_speech(noisy, SR, "webrtc")
+    assert make_detector("energy")(noisy, SR).any()  # energy needs no package
