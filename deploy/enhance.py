@@ -185,6 +185,10 @@ def enhance_files(model: nn.Module, inputs, out_dir, chunk_seconds: float = 6.0,
     import soundfile as sf
     from tqdm.auto import tqdm
 
+    if vad_gate_db > 0:
+        from deploy.vad import make_detector
+
+        make_detector(vad_detector)  # a missing webrtcvad fails once here, not once per file
     out_dir = Path(out_dir)
     report = EnhanceReport()
     items = collect_inputs(inputs)
@@ -257,6 +261,10 @@ def main(argv=None) -> int:
         if kwargs is not None and not isinstance(kwargs, dict):
             raise EnhanceError(f"--model-kwargs must be a JSON object, got {args.model_kwargs!r}")
         model = load_model(args.checkpoint, args.model, kwargs)
+        if args.vad_gate_db > 0:
+            from deploy.vad import make_detector
+
+            make_detector(args.vad)  # VADUnavailable (an ImportError and ValueError): exit 2
     except json.JSONDecodeError as e:
         print(f"enhance: --model-kwargs is not valid JSON: {e}", file=sys.stderr)
         return 2

@@ -154,3 +154,17 @@ def test_enhance_accepts_the_exported_int8_file(trained, tmp_path, capsys):
     assert main([int8_path, str(tmp_path / "x.wav"), "--out", str(tmp_path / "o2"), "--model",
                  "crn", "--no-progress"]) == 2
     assert "names its own model" in capsys.readouterr().err
+
+
+def test_missing_webrtcvad_fails_once_up_front(trained, tmp_path, capsys, monkeypatch):
+    _, d = trained
+    noisy, _ = _speechy(0.5, 16000, 7)
+    for name in ("a.wav", "b.wav"):
+        sf.write(tmp_path / name, noisy, 16000)
+    monkeypatch.setitem(__import__("sys").modules, "webrtcvad", None)  # import fails
+    rc = main([str(d / "crn_causal_best.pth"), str(tmp_path / "a.wav"), str(tmp_path / "b.wav"),
+               "--out", str(tmp_path / "o"), "--vad-gate-db", "20", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("pip install webrtcvad-wheels") == 1
+    assert not (tmp_path / "o").exists()
