@@ -1,27 +1,34 @@
 """The command line every ``builders/<model>.py`` shares: render, push (behind the smoke gate),
-status and fetch. Thin: it parses arguments and calls library functions.
+status, logs and fetch. Thin: it parses arguments and calls library functions.
+
+A push renders into ``.push/<model>/`` (ignored by git) unless ``--out`` says otherwise, so the
+committed ``notebooks/<model>/`` never carries a user name and ``git status`` stays clean.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builders.kaggle_credentials import PLACEHOLDER_USER, kaggle_username
 from builders.metadata import (
     DEFAULT_ACCELERATOR,
-    PLACEHOLDER_USER,
-    accelerator_warning,
-    kaggle_username,
+    GPU_SHAPES,
+    PIN_TYPES,
+    docker_image_fields,
     kernel_metadata,
+    resolve_accelerator,
     write_metadata,
 )
 from builders.render import REPO_ROOT, build_notebook, write_notebook
 from builders.spec import ModelSpec
 
 RUNS_DIR = REPO_ROOT / "runs"
+#: Where a push renders its folder by default: ignored by git (.gitignore), never committed.
+STAGING_DIR = REPO_ROOT / ".push"
 
 # option -> parameters-cell name; argparse types do the parsing, the translator writes the code
 _OVERRIDES: list[tuple[str, str, Any, str]] = [
@@ -61,7 +68,6 @@ class BuildResult:
     metadata_file: Path
     metadata: dict[str, Any]
     params: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
 
 
 def build(
@@ -72,16 +78,20 @@ def build(
     user: str = PLACEHOLDER_USER,
     accelerator: str = DEFAULT_ACCELERATOR,
     private: bool = True,
+    image: dict[str, str] | None = None,
 ) -> BuildResult:
-    """Render the notebook and its kernel-metadata.json into ``out`` (``notebooks/<name>``)."""
+    """Render the notebook and its kernel-metadata.json into ``out`` (``notebooks/<name>``).
+
+    ``accelerator`` is a machine shape already checked by ``resolve_accelerator``; ``image`` the
+    ``docker_image_fields`` for a pinned environment.
+    """
     folder = Path(out) if out is not None else REPO_ROOT / "notebooks" / spec.name
     params = {**spec.default_parameters(), **(overrides or {})}
     nb = build_notebook(spec, params)
     notebook = write_notebook(nb, folder / spec.notebook_file)
-    meta = kernel_metadata(spec, user=user, accelerator=accelerator, private=private)
+    meta = kernel_metadata(spec, user=user, accelerator=accelerator, private=private, image=image)
     meta_file = write_metadata(meta, folder)
-    warnings = [w for w in [accelerator_warning(accelerator)] if w]
-    return BuildResult(folder, notebook, meta_file, meta, params, warnings)
+    return BuildResult(folder, notebook, meta_file, meta, params)
 
 
 def describe_push(result: BuildResult) -> str:
@@ -95,6 +105,8 @@ def describe_push(result: BuildResult) -> str:
         f"data {', '.join(meta['dataset_sources'])}, internet {'on' if meta['enable_internet'] else 'off'}; "
         f"epochs {p['EPOCHS']}, batch size {p['BATCH_SIZE']}, lr {p['LR']}, "
         f"crop {p['CROP_SECONDS']} s, seed {p['SEED']}"
+        + (f"; image pinned: {meta.get('docker_image') or meta.get('docker_image_pinning_type')}"
+           if meta.get("docker_image") or meta.get("docker_image_pinning_type") else "")
     )
 
 
@@ -125,7 +137,14 @@ def parse_args(spec: ModelSpec, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help=f"push folder (default notebooks/{spec.name})")
     parser.add_argument("--user", help="Kaggle owner (default KAGGLE_USERNAME or ~/.kaggle/kaggle.json)")
     parser.add_argument("--accelerator", default=DEFAULT_ACCELERATOR,
-                        help="Kaggle machine_shape (default NvidiaTeslaT4: two T4s)")
+                        help=f"Kaggle GPU machine shape: {', '.join(GPU_SHAPES)} (default "
+                             "NvidiaTeslaT4: two T4s). NvidiaTeslaP100 is retired (runs on T4 x2): "
+                             "refused unless --force; TPU shapes are refused")
+    parser.add_argument("--pin-image", choices=PIN_TYPES,
+                        help="docker_image_pinning_type: 'original' keeps the image of the "
+                             "kernel's first version, 'latest' takes Kaggle's newest")
+    parser.add_argument("--docker-image", metavar="IMAGE@sha256:DIGEST",
+                        help="run on this Kaggle image, named by digest")
     vis = parser.add_mutually_exclusive_group()
     vis.add_argument("--private", dest="private", action="store_true", default=True)
     vis.add_argument("--public", dest="private", action="store_false")
@@ -136,6 +155,12 @@ def parse_args(spec: ModelSpec, argv: list[str] | None) -> argparse.Namespace:
                      help="run the smoke checks and the rehearsal, then push if all pass")
     act.add_argument("--status", action="store_true", help="print the pushed kernel's status")
     act.add_argument("--fetch", action="store_true", help="download the run's outputs into runs/")
+    act.add_argument("--logs", action="store_true", help="print the kernel's log (latest session)")
+    parser.add_argument("--follow", action="store_true",
+                        help="with --logs: stream the running session's log until it ends")
+    parser.add_argument("--force", action="store_true",
+                        help="with --push: push even when the latest version is queued or running; "
+                             "with --accelerator NvidiaTeslaP100: render for NvidiaTeslaT4")
     parser.add_argument("--skip-rehearsal", action="store_true",
                         help="with --push: smoke checks only, no end-to-end rehearsal")
     parser.add_argument("--data", type=Path, help="with --push: local Kaggle-layout dataset for "
@@ -147,7 +172,7 @@ def parse_args(spec: ModelSpec, argv: list[str] | None) -> argparse.Namespace:
                         help="with --status --wait: give up after this many seconds "
                              "(default 43200, Kaggle's 12 h session limit)")
     parser.add_argument("--version", type=int,
-                        help="with --fetch or --status: kernel version (default latest)")
+                        help="with --fetch, --status or --logs: kernel version (default latest)")
     return parser.parse_args(argv)
 
 
@@ -169,11 +194,12 @@ def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
     args = parse_args(spec, argv)
     user = args.user or kaggle_username()
     ref = f"{user}/{spec.slug}"
-    if args.push or args.status or args.fetch:
+    if args.push or args.status or args.fetch or args.logs:
         # The cheap refusals come first: before the render, the minutes-long smoke gate and
         # rehearsal, or any request; nothing is written when they refuse.
         if user == PLACEHOLDER_USER:
-            action = "push" if args.push else "check the status of" if args.status else "fetch"
+            action = ("push" if args.push else "check the status of" if args.status
+                      else "read the log of" if args.logs else "fetch")
             print(f"error: {_no_user_message(ref, action)}", file=sys.stderr)
             return 2
         code = _kaggle_call(lambda ops: ops.check_credentials())  # no network, no kaggle import
@@ -185,18 +211,27 @@ def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
     if args.fetch:
         return _kaggle_call(lambda ops: print(
             f"outputs in {ops.fetch_outputs(ref, runs_dir=RUNS_DIR, version=args.version)}"))
+    if args.logs:
+        return _kaggle_call(lambda ops: ops.kernel_logs(ref, version=args.version, follow=args.follow))
+    try:
+        accelerator, note = resolve_accelerator(args.accelerator, force=args.force)
+        image = docker_image_fields(args.pin_image, args.docker_image)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if note:
+        print(note, file=sys.stderr)
 
     overrides = {name: getattr(args, flag[2:].replace("-", "_"))
                  for flag, name, _t, _h in _OVERRIDES
                  if getattr(args, flag[2:].replace("-", "_")) is not None}
     try:
-        result = build(spec, out=args.out, overrides=overrides, user=user,
-                       accelerator=args.accelerator, private=args.private)
+        out = args.out if args.out is not None or not args.push else STAGING_DIR / spec.name
+        result = build(spec, out=out, overrides=overrides, user=user,
+                       accelerator=accelerator, private=args.private, image=image)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for warning in result.warnings:
-        print(warning, file=sys.stderr)
     print(f"wrote {result.notebook} and {result.metadata_file}")
     if not args.push:
         print(describe_push(result))
@@ -208,4 +243,5 @@ def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
         return exc.exit_code
     print(describe_push(result))
     return _kaggle_call(lambda ops: print(ops.push_notebook(
-        result.folder, runs_dir=RUNS_DIR, params=result.params, accelerator=args.accelerator)))
+        result.folder, runs_dir=RUNS_DIR, params=result.params, accelerator=accelerator,
+        force=args.force)))

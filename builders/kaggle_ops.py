@@ -1,19 +1,21 @@
-"""Kaggle round trip with the official client: push a notebook folder, watch it, fetch its outputs.
+"""Kaggle round trip with the official client (kaggle>=2.2.5): push a push folder, watch it, read
+its log, fetch its outputs.
 
-Every push and fetch is recorded in the run ledger (``runs/ledger.jsonl``, see
-``builders/ledger.py`` and ``runs/README.md``); outputs land in ``runs/<slug>/v<N>/``, one folder
-per kernel version, written once and never overwritten.
+The client does the talking: ``KaggleApi.kernels_push``, ``kernels_status("owner/slug/N")``,
+``kernels_output("owner/slug/N", path)`` (every page), ``kernels_logs`` /
+``kernels_logs_cli(follow=True)`` and ``quota_view``; it writes versions as ``v<N>`` on the wire
+(``KaggleApi._kernel_version_label``). This module adds what the client lacks: the checks before a
+push (one GPU run at a time, a machine shape Kaggle offers, no API key in the files), retries and
+timeouts (``builders/kaggle_transport.py``), the kernel's latest version number (the client's
+``kernels_pull`` asks for it but only writes files), the run ledger (``builders/ledger.py``,
+``runs/README.md``) and the fetched outputs' home: ``runs/<slug>/v<N>/``, one folder per kernel
+version, moved into place complete with its ``manifest.json`` and never overwritten.
 
 The ``kaggle`` package is imported only inside these functions: at import it prints an
 "Authentication required" banner when no credentials exist and creates ``~/.config/kaggle``, so
 rendering a notebook (which imports this module through the builder CLI) must not trigger it.
-Credentials are checked before the import, and their values are never written anywhere.
-
-Client notes (kaggle 2.2.4, kagglesdk 0.1.37): ``KaggleApi.kernels_push`` reads the folder and
-sends ``ApiSaveKernelRequest``; it has no retry and its HTTP session has no timeout, so this
-module adds both. ``KaggleApi.kernels_status``/``kernels_output`` drop the version label and
-write download bodies without checking the HTTP status, so status and outputs go through the
-client's own kagglesdk requests (``versionLabel`` set) and a checked, hashed download.
+Credentials are checked before the import (``builders/kaggle_credentials.py``), and their values
+are never written anywhere.
 """
 
 from __future__ import annotations
@@ -24,19 +26,36 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable
 
 from builders import ledger
+from builders.kaggle_credentials import (  # noqa: F401 - part of this module's interface
+    PLACEHOLDER_USER,
+    KaggleCredentialsError,
+    check_credentials,
+    kaggle_json_path,
+)
+from builders.kaggle_transport import (  # noqa: F401 - part of this module's interface
+    DEFAULT_RETRY,
+    KaggleRequestError,
+    RetryPolicy,
+    describe_failure,
+    http_status,
+    load_api,
+    retrying,
+    warn,
+)
+from builders.metadata import resolve_accelerator
 
-PLACEHOLDER_USER = "your-kaggle-username"
 METADATA_FILE = "kernel-metadata.json"
 MANIFEST_FILE = "manifest.json"
 TERMINAL_STATES = frozenset({"complete", "error", "cancelled"})
+#: States of a version that still holds (or waits for) a GPU session: a push then starts a second.
+BUSY_STATES = frozenset({"queued", "running"})
+OUTPUT_PAGE_SIZE = 100  # files per ListKernelSessionOutput page (the client's default is 20)
 # Kaggle's KernelWorkerStatus enum names -> the words users see and that we return.
 _STATE_NAMES = {
     "QUEUED": "queued",
@@ -49,45 +68,10 @@ _STATE_NAMES = {
 }
 _REF_RE = re.compile(r"^([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)$")
 _TOOLKIT_ROOT = Path(__file__).resolve().parents[1]
-_CREDENTIALS_HELP = (
-    "No Kaggle credentials found. Put your API token in ~/.kaggle/kaggle.json "
-    '({"username": "...", "key": "..."}, chmod 600; from kaggle.com > Settings > API > '
-    "Create New Token), or set KAGGLE_USERNAME and KAGGLE_KEY in the environment "
-    "(KAGGLE_CONFIG_DIR moves the kaggle.json folder)."
-)
-
-
-class KaggleCredentialsError(RuntimeError):
-    """No usable Kaggle credentials (builder CLI exit code 2). The message is fit to print."""
-
-
-class KaggleRequestError(RuntimeError):
-    """A Kaggle request failed or was refused (builder CLI exit code 1). Fit to print."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How transient failures (HTTP 5xx/429, timeouts, dropped connections) are retried.
-
-    ``attempts`` counts the first try; the wait before try k+1 is
-    ``min(max_delay, backoff * 2**(k-1))`` seconds. ``request_timeout`` bounds each HTTP request
-    (connect and each read), so a silent server becomes a retried timeout instead of a hang.
-    """
-
-    attempts: int = 4
-    backoff: float = 2.0
-    max_delay: float = 60.0
-    request_timeout: float = 120.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.max_delay, self.backoff * 2 ** (attempt - 1))
-
-
-DEFAULT_RETRY = RetryPolicy()
 
 
 # --------------------------------------------------------------------------------------------
-# Local checks: metadata and credentials (no network, no kaggle import)
+# Local checks (no network, no kaggle import)
 
 
 def parse_ref(ref: str) -> tuple[str, str]:
@@ -98,6 +82,11 @@ def parse_ref(ref: str) -> tuple[str, str]:
             f"kernel ref {ref!r} is not of the form <user>/<slug> (e.g. alice/dpt-speech-enhancement)"
         )
     return match.group(1), match.group(2)
+
+
+def _kernel(ref: str, version: int | None) -> str:
+    """The client's kernel string: ``owner/slug`` or ``owner/slug/N`` (it sends ``v<N>``)."""
+    return ref if version is None else f"{ref}/{int(version)}"
 
 
 def read_kernel_metadata(folder: Path) -> dict:
@@ -131,66 +120,6 @@ def read_kernel_metadata(folder: Path) -> dict:
     return meta
 
 
-def kaggle_json_path() -> Path:
-    """Where the kaggle client looks for kaggle.json (same rule as kaggle 2.2.4)."""
-    config_dir = os.environ.get("KAGGLE_CONFIG_DIR")
-    if config_dir:
-        return Path(config_dir) / "kaggle.json"
-    home_dir = Path(os.path.expanduser("~")) / ".kaggle"
-    if sys.platform.startswith("linux") and not home_dir.exists():
-        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-        return Path(xdg) / "kaggle" / "kaggle.json"
-    return home_dir / "kaggle.json"
-
-
-def check_credentials(warn: Callable[[str], None] | None = None) -> list[str]:
-    """Make sure the client will find credentials; return the secret strings (never printed).
-
-    Sources, as the client reads them: KAGGLE_USERNAME + KAGGLE_KEY, kaggle.json, or an access
-    token (KAGGLE_API_TOKEN, ~/.kaggle/access_token). Warns when kaggle.json is readable by
-    other users. Raises ``KaggleCredentialsError`` naming both usual places otherwise.
-    """
-    warn = warn or _warn
-    secrets: list[str] = []
-    found = False
-    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
-        secrets.append(os.environ["KAGGLE_KEY"])
-        found = True
-    path = kaggle_json_path()
-    if path.is_file():
-        mode = path.stat().st_mode
-        if os.name != "nt" and mode & 0o077:
-            warn(
-                f"warning: {path} is readable by other users (mode {mode & 0o777:o}); "
-                f"run: chmod 600 {path}"
-            )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8") or "{}")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            if not found:
-                raise KaggleCredentialsError(f"{path}: not valid JSON ({exc}). {_CREDENTIALS_HELP}") from exc
-            data = {}
-        if isinstance(data, dict) and data.get("username") and data.get("key"):
-            secrets.append(str(data["key"]))
-            found = True
-    token = os.environ.get("KAGGLE_API_TOKEN")
-    token_file = Path(os.path.expanduser("~")) / ".kaggle" / "access_token"
-    if token:
-        secrets.append(token)
-        found = True
-    elif token_file.is_file():
-        try:
-            file_token = token_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KaggleCredentialsError(f"{token_file}: cannot read ({exc}). {_CREDENTIALS_HELP}") from exc
-        if file_token:
-            secrets.append(file_token)
-            found = True
-    if not found:
-        raise KaggleCredentialsError(_CREDENTIALS_HELP)
-    return [s for s in secrets if s]
-
-
 def _refuse_leaked_secrets(paths: list[Path], secrets: list[str]) -> None:
     """A notebook or metadata that contains the API key must not leave this machine."""
     for path in paths:
@@ -215,114 +144,65 @@ def _scrub(value: Any, secrets: list[str]) -> Any:
     return _scrub(str(value), secrets)
 
 
-def _warn(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 # --------------------------------------------------------------------------------------------
-# The client, loaded lazily, with a request timeout
+# Questions to Kaggle: latest version, state, quota
 
 
-def load_api(retry: RetryPolicy = DEFAULT_RETRY):
-    """Import the official client and return an authenticated ``KaggleApi`` (a subclass whose
-    HTTP sessions time out after ``retry.request_timeout`` seconds).
+def _state_name(status: Any) -> str:
+    name = getattr(status, "name", None) or str(status)
+    return _STATE_NAMES.get(name.upper(), name.lower())
 
-    Call ``check_credentials`` first: without credentials the client prints its banner and exits.
+
+def _latest_version_once(api, ref: str) -> int | None:
+    """The kernel's newest version number; None when Kaggle has no such kernel (404/403).
+
+    The client's ``kernels_pull`` sends this very request (``GetKernel``) but only writes the
+    source and metadata to files, without ``current_version_number``; so it is asked here.
     """
-    noise = io.StringIO()
+    from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelRequest
+
+    user, slug = parse_ref(ref)
+    request = ApiGetKernelRequest()
+    request.user_name = user
+    request.kernel_slug = slug
     try:
-        with contextlib.redirect_stdout(noise):
-            import requests
-            from kaggle.api.kaggle_api_extended import KaggleApi
-    except ImportError as exc:
-        raise KaggleRequestError(
-            f"the kaggle client cannot be imported ({exc}); install it with: pip install 'kaggle>=2.0' six"
-        ) from exc
+        with api.build_kaggle_client() as kaggle:
+            response = kaggle.kernels.kernels_api_client.get_kernel(request)
+    except Exception as exc:  # noqa: BLE001 - only "no such kernel" is an answer here
+        if http_status(exc) in (403, 404):
+            return None
+        raise
+    metadata = response.metadata
+    number = getattr(metadata, "current_version_number", None) if metadata is not None else None
+    return int(number) if number else None
 
-    class _TimeoutAdapter(requests.adapters.HTTPAdapter):
-        def __init__(self, timeout: float):
-            super().__init__()
-            self._timeout = timeout
 
-        def send(self, request, timeout=None, **kwargs):
-            return super().send(request, timeout=self._timeout if timeout is None else timeout, **kwargs)
+def latest_version(api, ref: str, retry: RetryPolicy = DEFAULT_RETRY) -> int | None:
+    """``ref``'s newest version on Kaggle, or None when the kernel does not exist yet."""
+    return retrying(lambda: _latest_version_once(api, ref), f"latest version of {ref}", retry)
 
-    class _TimedKaggleApi(KaggleApi):
-        request_timeout = retry.request_timeout
 
-        def build_kaggle_client(self):
-            client = super().build_kaggle_client()
-            http = client.http_client()
-            # kagglesdk 0.1.37 sends without a timeout; its session is created lazily, so create
-            # it now (the client's own __enter__ reuses it) and mount adapters that add one.
-            http._init_session()
-            for prefix in ("http://", "https://"):
-                http._session.mount(prefix, _TimeoutAdapter(self.request_timeout))
-            return client
+def _status(api, ref: str, version: int | None, retry: RetryPolicy) -> tuple[str, str | None]:
+    kernel = _kernel(ref, version)
+    response = retrying(lambda: api.kernels_status(kernel), f"status of {kernel}", retry)
+    return _state_name(response.status), (response.failure_message or None)
 
-    api = _TimedKaggleApi()
+
+def gpu_quota_line(api, retry: RetryPolicy = DEFAULT_RETRY) -> str:
+    """One line on the weekly GPU hours left, from the client's ``quota_view`` (as
+    ``kaggle quota`` prints it: remaining = allowed - used). Never raises: the quota is advice."""
     try:
-        with contextlib.redirect_stdout(noise):
-            api.authenticate()
-    except SystemExit as exc:
-        raise KaggleCredentialsError(_CREDENTIALS_HELP) from exc
-    for line in noise.getvalue().splitlines():
-        # check_credentials already warned about the file mode, in our words.
-        if line.strip() and "readable by other users" not in line:
-            _warn(line)
-    return api
-
-
-def _describe_failure(exc: BaseException, timeout: float) -> tuple[bool, str, bool]:
-    """``(transient, reason, credentials_problem)`` for an exception from a request."""
-    import requests
-
-    if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        code = exc.response.status_code
-        detail = str(exc) or exc.response.reason
-        if code in (401,):
-            return False, f"Kaggle rejected the credentials (HTTP {code}: {detail})", True
-        if code >= 500 or code in (408, 429):
-            return True, f"HTTP {code} from Kaggle ({detail})", False
-        return False, f"HTTP {code} from Kaggle ({detail})", False
-    if isinstance(exc, requests.Timeout):
-        return True, f"no answer from Kaggle within {timeout:g} s", False
-    if isinstance(exc, requests.exceptions.SSLError):
-        # A certificate problem does not go away by asking again (it subclasses ConnectionError).
-        return False, f"TLS failure talking to Kaggle ({exc})", False
-    if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
-        return True, f"connection failed or dropped ({type(exc).__name__}: {exc})", False
-    if isinstance(exc, _TransientDownloadError):
-        return True, str(exc), False
-    if isinstance(exc, ValueError):
-        return False, f"the client refused the request: {exc}", False
-    return False, f"{type(exc).__name__}: {exc}", False
-
-
-class _TransientDownloadError(IOError):
-    """A download that ended early or answered 5xx; worth another try."""
-
-
-def _retrying(call: Callable[[], Any], what: str, retry: RetryPolicy) -> Any:
-    for attempt in range(1, retry.attempts + 1):
-        try:
-            return call()
-        except (KaggleRequestError, KaggleCredentialsError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - classified below, re-raised as ours
-            transient, reason, credentials = _describe_failure(exc, retry.request_timeout)
-            if credentials:
-                raise KaggleCredentialsError(f"{what} failed: {reason}. {_CREDENTIALS_HELP}") from exc
-            if not transient:
-                raise KaggleRequestError(f"{what} failed: {reason}") from exc
-            if attempt == retry.attempts:
-                raise KaggleRequestError(
-                    f"{what} failed after {attempt} attempts: {reason}"
-                ) from exc
-            delay = retry.delay(attempt)
-            _warn(f"{what}: {reason}; retrying in {delay:.3g} s (attempt {attempt + 1} of {retry.attempts})")
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+        response = retrying(api.quota_view, "GPU quota", retry)
+    except (KaggleRequestError, KaggleCredentialsError) as exc:
+        return f"weekly GPU quota: unknown ({exc})"
+    quota = response.gpu_quota
+    if quota is None or quota.total_time_allowed is None:
+        return "weekly GPU quota: Kaggle sent none"
+    used = quota.time_used.total_seconds() / 3600 if quota.time_used is not None else 0.0
+    total = quota.total_time_allowed.total_seconds() / 3600
+    refresh = response.quota_refresh_time
+    resets = f"; resets {refresh:%Y-%m-%d %H:%M} UTC" if refresh is not None else ""
+    return f"weekly GPU quota: {max(0.0, total - used):.1f} h left of {total:.1f} h (used {used:.1f} h{resets})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,6 +217,55 @@ def _server_ref(response_ref: str | None, fallback: str) -> str:
     return text if _REF_RE.match(text) else fallback
 
 
+def _check_not_busy(api, ref: str, force: bool, retry: RetryPolicy, echo) -> int | None:
+    """The kernel's latest version before the push; refuses when it is queued or running."""
+    before = latest_version(api, ref, retry)
+    if before is None:
+        echo(f"{ref} is not on Kaggle yet: this push creates it")
+        return None
+    state, _ = _status(api, ref, before, retry)
+    if state in BUSY_STATES:
+        message = (f"{ref} version {before} is {state} on Kaggle; a push now would start a second "
+                   "GPU run beside it")
+        if not force:
+            raise KaggleRequestError(f"refusing to push: {message}. Wait for it (--status --wait) "
+                                     "or pass --force")
+        warn(f"warning: {message}; pushing anyway (--force)")
+    else:
+        echo(f"{ref} version {before} is {state}")
+    return before
+
+
+def _push_once(api, folder: Path, ref: str, shape: str, before: int | None, retry: RetryPolicy):
+    """``(response, None)`` from the client's push, or ``(None, (version, reason))`` when a push
+    whose reply was lost (timeout, 5xx) had been saved by Kaggle: never pushed twice."""
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            return api.kernels_push(str(folder), None, shape), None
+        except Exception as exc:  # noqa: BLE001 - classified below
+            transient, reason, credentials = describe_failure(exc, retry.request_timeout)
+            if credentials:
+                raise KaggleCredentialsError(f"push of {ref} failed: {reason}") from exc
+            if not transient:
+                raise KaggleRequestError(f"push of {ref} failed: {reason}") from exc
+            # The request may have reached Kaggle and saved a version all the same.
+            try:
+                now = latest_version(api, ref, retry)
+            except (KaggleRequestError, KaggleCredentialsError) as check:
+                raise KaggleRequestError(
+                    f"push of {ref} failed ({reason}), and whether Kaggle saved a version is "
+                    f"unknown ({check}); look with --status before pushing again") from exc
+            if now is not None and (before is None or now > before):
+                return None, (now, reason)
+            if attempt == retry.attempts:
+                raise KaggleRequestError(f"push of {ref} failed after {attempt} attempts: {reason}") from exc
+            delay = retry.delay(attempt)
+            warn(f"push of {ref}: {reason}; Kaggle holds no new version, retrying in {delay:.3g} s "
+                 f"(attempt {attempt + 1} of {retry.attempts})")
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def push_notebook(
     folder: Path,
     *,
@@ -345,85 +274,75 @@ def push_notebook(
     accelerator: str,
     retry: RetryPolicy = DEFAULT_RETRY,
     echo: Callable[[str], None] = print,
+    force: bool = False,
 ) -> dict:
-    """Push the rendered push folder ``folder`` as a new version of its kernel; return the
-    ledger record (also appended to ``runs_dir/ledger.jsonl``).
+    """Push the push folder ``folder`` as a new version of its kernel; return the ledger record
+    (also appended to ``runs_dir/ledger.jsonl``).
 
-    ``accelerator`` (a Kaggle machine shape such as "NvidiaTeslaT4"; empty keeps the metadata's
-    ``machine_shape``) is sent as the client's ``acc``. Nothing is written and the folder is not
-    modified when the push fails. A push retried after a timeout or 5xx may have been saved by
-    Kaggle the first time too; then Kaggle holds one more version than the ledger, and the
-    ledger's version (from the successful reply) is the one that runs last.
+    ``accelerator`` (a GPU machine shape such as "NvidiaTeslaT4"; empty: the metadata's
+    ``machine_shape``) is sent as the client's ``acc``; any other name is refused. Before the
+    push: the kernel's latest version must not be queued or running (``force`` pushes anyway) and
+    the weekly GPU hours left are echoed. A push whose reply was lost (timeout, 5xx) is repeated
+    only when Kaggle's latest version did not move; when it did, that version is recorded. Nothing
+    is written and the folder is not modified when the push fails.
     """
     folder = Path(folder)
     meta = read_kernel_metadata(folder)
     ref = meta["id"]
+    try:
+        shape, _ = resolve_accelerator(accelerator or str(meta.get("machine_shape") or ""))
+    except ValueError as exc:
+        raise KaggleRequestError(f"{folder / METADATA_FILE}: {exc}") from exc
     secrets = check_credentials()
     notebook = folder / meta["code_file"]
     _refuse_leaked_secrets([notebook, folder / METADATA_FILE], secrets)
     notebook_sha = ledger.sha256_file(notebook)
     commit, dirty = ledger.git_state(_TOOLKIT_ROOT)
     api = load_api(retry)
-    acc = accelerator or None
-    response = _retrying(lambda: api.kernels_push(str(folder), None, acc), f"push of {ref}", retry)
-    if response is None:
-        raise KaggleRequestError(f"push of {ref} failed: the client returned no response")
-    if response.error:
-        raise KaggleRequestError(f"Kaggle refused the push of {ref}: {response.error}")
-    for label, bad in (
-        ("dataset", response.invalid_dataset_sources),
-        ("competition", response.invalid_competition_sources),
-        ("kernel", response.invalid_kernel_sources),
-        ("model", response.invalid_model_sources),
-    ):
-        if bad:
-            _warn(f"warning: Kaggle did not attach these {label} sources to {ref}: {', '.join(bad)}")
-    version = response.version_number
-    if version is None:
-        _warn(f"warning: Kaggle accepted {ref} but sent no version number; pass --version to fetch")
-    record = {
-        "event": "push",
-        "ref": _server_ref(response.ref, ref),
-        "version": version,
-        "url": response.url,
-        "kernel_id": response.kernel_id or None,
+    before = _check_not_busy(api, ref, force, retry, echo)
+    echo(gpu_quota_line(api, retry))
+    response, saved = _push_once(api, folder, ref, shape, before, retry)
+    record: dict[str, Any] = {"event": "push"}
+    if response is not None:
+        if response.error:
+            raise KaggleRequestError(f"Kaggle refused the push of {ref}: {response.error}")
+        for label, bad in (
+            ("dataset", response.invalid_dataset_sources),
+            ("competition", response.invalid_competition_sources),
+            ("kernel", response.invalid_kernel_sources),
+            ("model", response.invalid_model_sources),
+        ):
+            if bad:
+                warn(f"warning: Kaggle did not attach these {label} sources to {ref}: {', '.join(bad)}")
+        version = response.version_number
+        if version is None:
+            warn(f"warning: Kaggle accepted {ref} but sent no version number; pass --version to fetch")
+        record.update(ref=_server_ref(response.ref, ref), version=version, url=response.url,
+                      kernel_id=response.kernel_id or None)
+    else:
+        version, reason = saved
+        warn(f"push of {ref}: {reason}, but Kaggle holds a new version {version}: recorded it "
+             "instead of pushing again")
+        record.update(ref=ref, version=version, url=f"https://www.kaggle.com/code/{ref}",
+                      kernel_id=None, recovered_from=reason)
+    record.update({
         "time": ledger.utc_now(),
         "git_commit": commit,
         "git_dirty": dirty,
         "notebook": notebook.name,
         "notebook_sha256": notebook_sha,
         "params": _scrub(dict(params or {}), secrets),
-        "accelerator": accelerator or meta.get("machine_shape"),
-    }
+        "accelerator": shape,
+        "docker_image_pinning_type": meta.get("docker_image_pinning_type"),
+        "docker_image": meta.get("docker_image"),
+    })
     ledger.append_record(runs_dir, record)
-    echo(f"pushed {record['ref']} version {version}: {response.url}")
+    echo(f"pushed {record['ref']} version {version}: {record['url']}")
     return record
 
 
 # --------------------------------------------------------------------------------------------
-# status
-
-
-def _state_name(status: Any) -> str:
-    name = getattr(status, "name", None) or str(status)
-    return _STATE_NAMES.get(name.upper(), name.lower())
-
-
-def _get_status(api, user: str, slug: str, version: int | None, retry: RetryPolicy) -> tuple[str, str | None]:
-    from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelSessionStatusRequest
-
-    def call():
-        with api.build_kaggle_client() as kaggle:
-            request = ApiGetKernelSessionStatusRequest()
-            request.user_name = user
-            request.kernel_slug = slug
-            if version is not None:
-                request.version_label = str(version)
-            return kaggle.kernels.kernels_api_client.get_kernel_session_status(request)
-
-    label = f"{user}/{slug}" + (f" version {version}" if version is not None else "")
-    response = _retrying(call, f"status of {label}", retry)
-    return _state_name(response.status), response.failure_message
+# status and logs
 
 
 def kernel_status(
@@ -436,95 +355,100 @@ def kernel_status(
     version: int | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
 ) -> str:
-    """State of kernel ``ref`` ("queued", "running", "complete", "error", "cancelled", ...).
+    """State of kernel ``ref`` (its latest version, or ``version``): "queued", "running",
+    "complete", "error", "cancelled", ...
 
     With ``wait``, polls every ``interval`` seconds, echoing the state each time it changes,
     until a terminal state (complete, error, cancelled) or ``timeout`` seconds have passed; the
     latter raises ``KaggleRequestError`` naming the last state seen.
     """
-    user, slug = parse_ref(ref)
+    parse_ref(ref)
     check_credentials()
     api = load_api(retry)
+    label = ref if version is None else f"{ref} version {int(version)}"
     start = time.monotonic()
     last = None
     while True:
-        state, failure = _get_status(api, user, slug, version, retry)
+        state, failure = _status(api, ref, version, retry)
         if state != last:
-            echo(f"{ref}: {state}" + (f" ({failure})" if failure else ""))
+            echo(f"{label}: {state}" + (f" ({failure})" if failure else ""))
             last = state
         if not wait or state in TERMINAL_STATES:
             return state
         if time.monotonic() - start + interval > timeout:
             raise KaggleRequestError(
-                f"{ref} is still {state} after waiting {timeout:g} s; "
+                f"{label} is still {state} after waiting {timeout:g} s; "
                 "check again later (status --wait) or look at the kernel page"
             )
         time.sleep(interval)
+
+
+def log_lines(text: str) -> list[str]:
+    """A kernel log as lines: Kaggle stores it as a JSON list of ``{stream_name, time, data}``
+    events (the shape the client's ``_iter_blob_lines`` reads); other text is split as it is."""
+    try:
+        events = json.loads(text)
+    except ValueError:
+        return text.splitlines()
+    events = events if isinstance(events, list) else [events]
+    lines: list[str] = []
+    for event in events:
+        data = event.get("data") if isinstance(event, dict) else None
+        if isinstance(data, str):
+            lines.extend(data.rstrip("\n").split("\n"))
+    return lines
+
+
+def kernel_logs(
+    ref: str,
+    *,
+    version: int | None = None,
+    follow: bool = False,
+    echo: Callable[[str], None] = print,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> None:
+    """Print the log of ``ref``'s latest session (or of ``version``).
+
+    Without ``follow``: the stored log, through the client's ``kernels_logs``. With ``follow``:
+    the live stream through the client's ``kernels_logs_cli(follow=True)`` (``kaggle kernels logs
+    --follow``), which prints each line as the session writes it, reconnects after a dropped
+    connection and returns when the session's log ends.
+    """
+    parse_ref(ref)
+    check_credentials()
+    kernel = _kernel(ref, version)
+    if not follow:
+        api = load_api(retry)
+        text = retrying(lambda: api.kernels_logs(kernel), f"log of {kernel}", retry)
+        for line in log_lines(text):
+            echo(line)
+        return
+    # A live stream is quiet between epochs: allow long reads; the client reconnects on drops.
+    stream = RetryPolicy(attempts=1, request_timeout=max(retry.request_timeout, 900.0))
+    api = load_api(stream)
+    retrying(lambda: api.kernels_logs_cli(kernel, follow=True), f"live log of {kernel}", stream)
 
 
 # --------------------------------------------------------------------------------------------
 # fetch
 
 
-def _safe_relative(name: str, ref: str) -> PurePosixPath:
-    """An output file name as a relative path that stays inside the run folder."""
-    rel = PurePosixPath(name.replace("\\", "/"))
-    if not name or rel.is_absolute() or ".." in rel.parts or rel.parts[0] in ("", "."):
-        raise KaggleRequestError(f"{ref}: Kaggle listed an output with an unsafe name {name!r}")
-    return rel
-
-
-def _list_outputs(api, user: str, slug: str, version: int, retry: RetryPolicy):
-    """All ``(file_name, url)`` of a version's outputs over every page, and its log text."""
-    from kagglesdk.kernels.types.kernels_api_service import ApiListKernelSessionOutputRequest
-
-    files: list[tuple[str, str]] = []
-    log = None
-    token = None
-    for _ in range(10_000):  # bounded: a server that repeats a page token cannot loop forever
-        def call(token=token):
-            with api.build_kaggle_client() as kaggle:
-                request = ApiListKernelSessionOutputRequest()
-                request.user_name = user
-                request.kernel_slug = slug
-                request.version_label = str(version)
-                request.page_size = 100
-                if token:
-                    request.page_token = token
-                return kaggle.kernels.kernels_api_client.list_kernel_session_output(request)
-
-        response = _retrying(call, f"output list of {user}/{slug} version {version}", retry)
-        files.extend((item.file_name, item.url) for item in response.files or [])
-        log = log or response.log
-        token = response.next_page_token
-        if not token:
-            return files, log
-    raise KaggleRequestError(f"output list of {user}/{slug} version {version}: too many pages")
-
-
-def _download(session, url: str, dest: Path, what: str, retry: RetryPolicy) -> tuple[int, str]:
-    """Stream ``url`` into ``dest``; return ``(size, sha256)``. Short bodies are an error."""
-    import hashlib
-
-    def call():
-        with session.get(url, stream=True, timeout=retry.request_timeout) as response:
-            if response.status_code >= 500 or response.status_code == 429:
-                raise _TransientDownloadError(f"HTTP {response.status_code} while downloading {what}")
-            response.raise_for_status()
-            expected = response.headers.get("Content-Length")
-            digest = hashlib.sha256()
-            size = 0
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with open(dest, "wb") as fh:
-                for chunk in response.iter_content(chunk_size=1 << 20):
-                    fh.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-            if expected is not None and int(expected) != size and "Content-Encoding" not in response.headers:
-                raise _TransientDownloadError(f"{what}: got {size} of {expected} bytes")
-            return size, digest.hexdigest()
-
-    return _retrying(call, f"download of {what}", retry)
+def _downloaded(tmp: Path, outfiles: list[str], ref: str, version: int) -> list[dict]:
+    """Name, size and sha256 of each file the client reported, checked to be there and whole."""
+    leftovers = sorted(p.name for p in tmp.rglob("*.kaggle-partial"))
+    if leftovers:
+        raise KaggleRequestError(f"{ref} version {version}: downloads left unfinished: {', '.join(leftovers)}")
+    entries = {}
+    for name in outfiles:
+        path = Path(name)
+        rel = path.relative_to(tmp).as_posix()
+        if rel == MANIFEST_FILE:
+            raise KaggleRequestError(f"{ref} version {version}: an output named {MANIFEST_FILE} "
+                                     "would clash with the manifest")
+        if not path.is_file():
+            raise KaggleRequestError(f"{ref} version {version}: output {rel!r} was listed but not written")
+        entries[rel] = {"name": rel, "size": path.stat().st_size, "sha256": ledger.sha256_file(path)}
+    return [entries[k] for k in sorted(entries)]
 
 
 def fetch_outputs(
@@ -540,10 +464,11 @@ def fetch_outputs(
 
     ``version`` defaults to the ledger's latest push of ``ref``. An existing version folder is
     never overwritten: the fetch is refused (outputs of a Kaggle version do not change, so the
-    folder already holds them; delete or rename it to fetch again). Files arrive in a hidden
-    temporary folder beside it that is renamed into place only when every file is complete, so a
-    failure leaves nothing behind. ``manifest.json`` lists name, size and sha256 of each file.
-    A version still queued or running is refused, since its outputs are not final yet.
+    folder already holds them; delete or rename it to fetch again). The client's
+    ``kernels_output`` downloads every page into a hidden temporary folder beside it, checking
+    each file against its Content-Length; the folder is renamed into place only when every file
+    is complete, so a failure leaves nothing behind. ``manifest.json`` lists name, size and
+    sha256 of each file. A version still queued or running is refused: its outputs are not final.
     """
     user, slug = parse_ref(ref)
     runs_dir = Path(runs_dir)
@@ -567,41 +492,33 @@ def fetch_outputs(
         )
     check_credentials()
     api = load_api(retry)
-    state, failure = _get_status(api, user, slug, version, retry)
+    state, failure = _status(api, ref, version, retry)
     if state not in TERMINAL_STATES:
         raise KaggleRequestError(
             f"{ref} version {version} is {state}; its outputs are not final yet. "
             "Wait for it (status --wait) and fetch again"
         )
-    files, log = _list_outputs(api, user, slug, version, retry)
-    if not files and not log:
-        raise KaggleRequestError(f"{ref} version {version} ({state}) has no output files and no log")
-
-    import requests
 
     created_slug_dir = not slug_dir.exists()
     slug_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".v{version}.partial-", dir=slug_dir))
+
+    def empty_tmp() -> None:
+        for child in tmp.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+    def download() -> list[str]:
+        with contextlib.redirect_stdout(io.StringIO()):  # the client's progress chatter
+            files, _ = api.kernels_output(_kernel(ref, version), str(tmp), quiet=True,
+                                          page_size=OUTPUT_PAGE_SIZE)
+        return files
+
     try:
-        entries = []
-        seen = set()
-        # Output URLs are pre-signed storage links: a plain session, never the Kaggle credentials.
-        with requests.Session() as session:
-            for name, url in sorted(files):
-                rel = _safe_relative(name, ref)
-                if str(rel) in seen or str(rel) == MANIFEST_FILE:
-                    raise KaggleRequestError(f"{ref} version {version}: output {name!r} listed twice or clashes with {MANIFEST_FILE}")
-                seen.add(str(rel))
-                size, sha = _download(session, url, tmp / rel, f"{name} ({ref} v{version})", retry)
-                entries.append({"name": str(rel), "size": size, "sha256": sha})
-        log_name = None
-        if log:
-            log_name = f"{slug}.log"
-            if log_name not in seen:
-                (tmp / log_name).write_text(log, encoding="utf-8")
-                data = (tmp / log_name).read_bytes()
-                entries.append({"name": log_name, "size": len(data), "sha256": ledger.sha256_file(tmp / log_name)})
-        entries.sort(key=lambda e: e["name"])
+        outfiles = retrying(download, f"outputs of {ref} version {version}", retry, before_retry=empty_tmp)
+        if not outfiles:
+            raise KaggleRequestError(f"{ref} version {version} ({state}) has no output files and no log")
+        entries = _downloaded(tmp, outfiles, ref, version)
+        log_name = f"{slug}.log" if (tmp / f"{slug}.log").is_file() else None
         manifest = {
             "ref": ref,
             "version": version,

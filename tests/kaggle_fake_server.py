@@ -2,34 +2,74 @@
 
 Serves, on 127.0.0.1 and a free port, the kagglesdk RPC routes the toolkit uses
 (``POST /api/v1/kernels.KernelsApiService/<Method>``, the path kagglesdk builds for
-``KAGGLE_API_ENVIRONMENT=LOCALHOST``) and the output-file downloads (``GET /files/...``). It also
-accepts absolute-form request lines, so a client with ``HTTP_PROXY`` pointed here reaches it
-while believing it talks to ``http://localhost``.
+``KAGGLE_API_ENVIRONMENT=LOCALHOST``), the live-log route (``GET /api/v1/kernels/logs/stream/
+<owner>/<slug>``) and the output-file downloads (``GET /files/...``). It also accepts
+absolute-form request lines, so a client with ``HTTP_PROXY`` pointed here reaches it while
+believing it talks to ``http://localhost``.
+
+It follows Kaggle's contract as the official client (kaggle 2.2.5, kagglesdk 0.1.38) documents
+it, not the toolkit's assumptions; each rule names the client source it mirrors
+(``kae`` = kaggle/api/kaggle_api_extended.py):
+- Versions are ``v<N>`` on the wire; a bare number is answered 404
+  (``KaggleApi._kernel_version_label``, kae:9882: "the API expects them written as `v<N>` and
+  returns 404 for the bare number"). No label means the latest version. See ``_version``.
+- A kernel that was never pushed, or a version above its latest, is 404 (the 404 a first push
+  meets; ``kernels_status``/``kernels_output`` re-raise it, kae:7631/7478).
+- Output listings are paginated with ``pageSize``/``pageToken`` -> ``nextPageToken``, the log
+  only on the first page (``kernels_output`` follows the tokens and writes ``response.log``
+  once, kae:7478-7596); pages here hold at most ``page_size_cap`` files so paging is exercised.
+- ``GetKernel`` answers ``metadata.currentVersionNumber`` (kagglesdk ``ApiKernelMetadata``,
+  asked by ``kernels_pull``, kae:7337).
+- ``GetAcceleratorQuotaStatistics`` answers ``gpuQuota.timeUsed``/``totalTimeAllowed`` as
+  kagglesdk durations (``"<seconds>s"``) and ``quotaRefreshTime`` (``quota_view``, kae:6747).
+- The log stream answers ``text/event-stream`` ``data:`` events ending with ``END_OF_LOG`` while
+  the session runs, and the stored JSON list of events once it ended (``kernels_logs_stream``,
+  kae:7715; ``versionLabel`` as a query parameter, kae:7736).
+- SaveKernel bodies are checked as ``kernels_push`` builds them (kae:7145): slug, title of 5+
+  characters, cell sources as single strings, ``dockerImagePinningType`` one of
+  ``valid_push_pinning_types`` (kae:1187), ``machineShape`` one of the documented shapes
+  (kaggle-cli docs/kernels.md, "Accelerators available"); a save creates the next version.
 
 Behaviour is scripted per test through plain lists (consumed one entry per request; when a list
 is empty the server answers normally):
-- ``push_plan``, ``status_plan_faults``, ``list_plan``: ``("http", code)`` answers that HTTP
-  status with a Kaggle-style JSON error, ``"drop"`` closes the socket without answering,
-  ``("hang", seconds)`` answers late, ``("error", message)`` (push only) answers 200 with
-  ``error`` set, as Kaggle does for a refused save.
+- ``push_plan``, ``status_plan_faults``, ``list_plan``, ``get_kernel_plan``, ``quota_plan``:
+  ``("http", code)`` answers that HTTP status with a Kaggle-style JSON error, ``"drop"`` closes
+  the socket without answering, ``("hang", seconds)`` answers late, ``("error", message)`` (push
+  only) answers 200 with ``error`` set, as Kaggle does for a refused save. Push only:
+  ``("saved_then_hang", seconds)`` and ``("saved_then_http", code)`` save the version first and
+  then answer late or with an error: a reply lost after Kaggle did the work.
 - ``status_states``: the states to report, one per status call (the last one repeats).
 - ``file_plan[name]``: ``("http", code)`` or ``"drop_mid"`` (headers and half the body, then the
   socket closes) for downloads of that output file.
+- ``log_events``: the log lines the session wrote.
 
 Every request is recorded in ``requests`` as ``(method, json_body)``; a SaveKernel body that does
-not look like what kaggle 2.2.4 sends is answered 400 and described in ``violations``.
+not look like what kaggle 2.2.5 sends is answered 400 and described in ``violations``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 RPC_PREFIX = "/api/v1/kernels.KernelsApiService/"
+LOGS_PREFIX = "/api/v1/kernels/logs/stream/"  # kae:7730, "{endpoint}/api" outside PROD
+#: kaggle-cli docs/kernels.md, "Accelerators available as of Feb 2026" (retired ones included:
+#: Kaggle accepts them and runs a replacement, kae:486 _RETIRED_ACCELERATORS).
+DOCUMENTED_SHAPES = ("NvidiaTeslaP100", "TpuV38", "NvidiaTeslaT4", "NvidiaTeslaT4Highmem",
+                     "Tpu1VmV38", "NvidiaTeslaA100", "NvidiaL4", "TpuV5E8", "NvidiaL4X1", "TpuV6E8",
+                     "NvidiaH100", "NvidiaRtxPro6000")
+PINNING_TYPES = ("original", "latest")  # kae:1187 valid_push_pinning_types
+_LABEL_RE = re.compile(r"^v([0-9]+)$")
+
+
+class NotFound(Exception):
+    """Answered as Kaggle's 404."""
 
 
 class FakeKaggle:
@@ -43,12 +83,19 @@ class FakeKaggle:
         self.push_plan: list = []
         self.status_plan_faults: list = []
         self.list_plan: list = []
+        self.get_kernel_plan: list = []
+        self.quota_plan: list = []
+        # weekly GPU quota, hours
+        self.gpu_hours_used = 8.5
+        self.gpu_hours_allowed = 30.0
+        self.log_events: list[str] = []
         self.status_states: list = ["complete"]
         self.status_failure: str | None = None
         # version -> {"files": {name: bytes}, "log": str | None}
         self.outputs: dict[int, dict] = {}
         self.file_plan: dict[str, list] = {}
         self.page_size_cap = 2  # small pages, so paging is exercised
+        # "owner/slug" -> latest version number; a kernel is on "Kaggle" once it has one
         self.versions: dict[str, int] = {}
         self.downloads: list[str] = []
         self._lock = threading.Lock()
@@ -98,6 +145,30 @@ class FakeKaggle:
     def _next(self, plan: list):
         with self._lock:
             return plan.pop(0) if plan else None
+
+    def _save_version(self, ref: str) -> int:
+        with self._lock:
+            self.versions[ref] = self.versions.get(ref, 0) + 1
+            return self.versions[ref]
+
+    def _version(self, ref: str, label) -> int:
+        """The version a request's ``versionLabel`` names, as Kaggle reads it.
+
+        kae:9882 ``_kernel_version_label``: the API names versions ``v<N>`` and answers a bare
+        number with 404; an absent label means the latest version. Unknown kernel/version: 404.
+        """
+        latest = self.versions.get(ref, 0)
+        if latest == 0:
+            raise NotFound(f"kernel {ref} not found")
+        if label in (None, ""):
+            return latest
+        match = _LABEL_RE.match(str(label))
+        if not match:
+            raise NotFound(f"version {label!r} of {ref} not found (versions are named v<N>)")
+        number = int(match.group(1))
+        if not 1 <= number <= latest:
+            raise NotFound(f"version {label} of {ref} not found")
+        return number
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -161,11 +232,16 @@ class _Handler(BaseHTTPRequestHandler):
             "SaveKernel": self._save_kernel,
             "GetKernelSessionStatus": self._status,
             "ListKernelSessionOutput": self._list_output,
+            "GetKernel": self._get_kernel,
+            "GetAcceleratorQuotaStatistics": self._quota,
         }.get(method)
         if handler is None:
             self._send_json(404, {"code": 404, "message": f"unknown method {method}"})
             return
-        handler(body)
+        try:
+            handler(body)
+        except NotFound as exc:
+            self._send_json(404, {"code": 404, "message": str(exc)})
 
     def _save_kernel(self, body: dict) -> None:
         fake = self.server_fake
@@ -173,7 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(action, tuple) and action[0] == "error":
             self._send_json(200, {"ref": "", "url": "", "error": action[1]})
             return
-        if self._fault(action):
+        saved_first = isinstance(action, tuple) and action[0].startswith("saved_then_")
+        if not saved_first and self._fault(action):
             return
         problems = _check_save_body(body, fake.username)
         if problems:
@@ -182,9 +259,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, {"code": 400, "message": "; ".join(problems)})
             return
         slug = body["slug"]
-        with fake._lock:
-            fake.versions[slug] = fake.versions.get(slug, 0) + 1
-            version = fake.versions[slug]
+        version = fake._save_version(slug)
+        if saved_first:  # Kaggle saved the version; the reply is what goes wrong
+            kind, value = action
+            if self._fault(("hang" if kind == "saved_then_hang" else "http", value)):
+                return
         self._send_json(200, {
             "ref": f"/code/{slug}",
             "url": f"https://www.kaggle.com/code/{slug}",
@@ -196,6 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server_fake
         if self._fault(fake._next(fake.status_plan_faults)):
             return
+        fake._version(f"{body.get('userName')}/{body.get('kernelSlug')}", body.get("versionLabel"))
         with fake._lock:
             state = fake.status_states.pop(0) if len(fake.status_states) > 1 else fake.status_states[0]
         payload = {"status": state}
@@ -207,15 +287,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server_fake
         if self._fault(fake._next(fake.list_plan)):
             return
-        try:
-            version = int(body.get("versionLabel"))
-        except (TypeError, ValueError):
-            self._send_json(400, {"code": 400, "message": "versionLabel missing"})
-            return
-        run = fake.outputs.get(version)
-        if run is None:
-            self._send_json(404, {"code": 404, "message": f"no version {version}"})
-            return
+        version = fake._version(f"{body.get('userName')}/{body.get('kernelSlug')}", body.get("versionLabel"))
+        run = fake.outputs.get(version, {"files": {}, "log": None})
         names = sorted(run["files"])
         start = int(body.get("pageToken") or 0)
         size = min(int(body.get("pageSize") or 20), fake.page_size_cap)
@@ -229,9 +302,64 @@ class _Handler(BaseHTTPRequestHandler):
             payload["log"] = run["log"]
         self._send_json(200, payload)
 
+    def _get_kernel(self, body: dict) -> None:
+        fake = self.server_fake
+        if self._fault(fake._next(fake.get_kernel_plan)):
+            return
+        ref = f"{body.get('userName')}/{body.get('kernelSlug')}"
+        version = fake._version(ref, body.get("versionLabel"))
+        self._send_json(200, {
+            "metadata": {"ref": f"/code/{ref}", "slug": ref, "title": "fake kernel",
+                         "currentVersionNumber": fake.versions[ref], "language": "python",
+                         "kernelType": "notebook"},
+            "blob": {"source": json.dumps({"cells": [], "version": version}), "language": "python",
+                     "kernelType": "notebook", "slug": body.get("kernelSlug")},
+        })
+
+    def _quota(self, body: dict) -> None:
+        fake = self.server_fake
+        if self._fault(fake._next(fake.quota_plan)):
+            return
+        self._send_json(200, {
+            "quotaRefreshTime": "2026-12-05T00:00:00.000Z",
+            "gpuQuota": {"timeUsed": f"{fake.gpu_hours_used * 3600:.0f}s",
+                         "totalTimeAllowed": f"{fake.gpu_hours_allowed * 3600:.0f}s"},
+        })
+
+    def _logs(self, path: str, query: dict) -> None:
+        """kae:7715 ``kernels_logs_stream``: SSE while running, the stored list once ended."""
+        fake = self.server_fake
+        ref = unquote(path[len(LOGS_PREFIX):])
+        label = (query.get("versionLabel") or [None])[0]
+        with fake._lock:
+            fake.requests.append(("LogsStream", {"ref": ref, "versionLabel": label}))
+        try:
+            fake._version(ref, label)
+        except NotFound as exc:
+            self._send_json(404, {"code": 404, "message": str(exc)})
+            return
+        running = fake.status_states[0] in ("running", "queued")
+        events = [{"stream_name": "stdout", "time": float(i), "data": line + "\n"}
+                  for i, line in enumerate(fake.log_events)]
+        if running:
+            body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: END_OF_LOG\n\n"
+            data, kind = body.encode(), "text/event-stream"
+        else:
+            data, kind = json.dumps(events).encode(), "application/octet-stream"
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_GET(self):  # noqa: N802 - stdlib name
         fake = self.server_fake
-        path = urlsplit(self.path).path
+        split = urlsplit(self.path)
+        path = split.path
+        if path.startswith(LOGS_PREFIX):
+            if self._authorised():
+                self._logs(path, parse_qs(split.query))
+            return
         parts = path.split("/", 3)  # "", "files", version, name
         if len(parts) != 4 or parts[1] != "files":
             self._send_json(404, {"code": 404, "message": f"no route {path}"})
@@ -263,7 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _check_save_body(body: dict, username: str) -> list[str]:
-    """What a SaveKernel body from kaggle 2.2.4 must hold; returns the problems found."""
+    """What a SaveKernel body from kaggle 2.2.5 ``kernels_push`` (kae:7145) holds; the problems."""
     problems = []
     slug = body.get("slug")
     if not isinstance(slug, str) or slug.count("/") != 1 or not slug.startswith(username + "/"):
@@ -289,6 +417,12 @@ def _check_save_body(body: dict, username: str) -> list[str]:
     if not isinstance(sources, list) or not all(isinstance(s, str) and s.count("/") == 1 for s in sources):
         problems.append(f"datasetDataSources {sources!r} is not a list of 'owner/slug'")
     shape = body.get("machineShape")
-    if shape is not None and not isinstance(shape, str):
-        problems.append(f"machineShape {shape!r} is not a string")
+    if shape is not None and shape not in DOCUMENTED_SHAPES:
+        problems.append(f"machineShape {shape!r} is not a machine shape ({', '.join(DOCUMENTED_SHAPES)})")
+    pinning = body.get("dockerImagePinningType")
+    if pinning is not None and pinning not in PINNING_TYPES:
+        problems.append(f"dockerImagePinningType {pinning!r} is not one of {PINNING_TYPES}")
+    image = body.get("dockerImage")
+    if image is not None and "@sha256:" not in str(image):
+        problems.append(f"dockerImage {image!r} is not an image named by digest")
     return problems

@@ -10,7 +10,7 @@ import pytest
 
 import builders
 from builders import crn, dpt
-from builders.metadata import PLACEHOLDER_USER, kaggle_username
+from builders.metadata import GPU_SHAPES, PLACEHOLDER_USER, kaggle_username
 from builders.render import REPO_ROOT, build_notebook, notebook_text
 from builders.spec import ModelSpec, SpecError
 from smoke.run import MODELS, load_spec
@@ -80,12 +80,59 @@ def test_building_twice_gives_identical_bytes(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-def test_p100_warns(tmp_path, capsys):
-    assert dpt.main(["--out", str(tmp_path), "--user", "u", "--accelerator", "NvidiaTeslaP100"]) == 0
+def test_retired_p100_is_refused_in_one_line_or_becomes_t4_with_force(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert dpt.main(["--out", str(out), "--user", "u", "--accelerator", "NvidiaTeslaP100"]) == 2
     err = capsys.readouterr().err
-    assert "NvidiaTeslaP100" in err and "sm_60" in err
-    assert dpt.main(["--out", str(tmp_path), "--user", "u"]) == 0
-    assert "warning" not in capsys.readouterr().err
+    assert err.count("\n") == 1 and "retired" in err and "NvidiaTeslaT4" in err and "--force" in err
+    assert not out.exists()
+    assert dpt.main(["--out", str(out), "--user", "u", "--accelerator", "NvidiaTeslaP100", "--force"]) == 0
+    assert "retired" in capsys.readouterr().err
+    assert json.loads((out / "kernel-metadata.json").read_text())["machine_shape"] == "NvidiaTeslaT4"
+    assert dpt.main(["--out", str(tmp_path / "q"), "--user", "u"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("shape, words", [("TpuV5E8", "is a TPU"), ("TpuV6E8", "is a TPU"),
+                                          ("NvidiaT4", "not a Kaggle GPU machine shape"),
+                                          ("None", "not a Kaggle GPU machine shape")])
+def test_tpu_and_unknown_shapes_are_refused(tmp_path, capsys, shape, words):
+    assert dpt.main(["--out", str(tmp_path), "--user", "u", "--accelerator", shape, "--force"]) == 2
+    assert words in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("shape", GPU_SHAPES)
+def test_current_gpu_shapes_are_written_as_given(tmp_path, shape):
+    assert dpt.main(["--out", str(tmp_path), "--user", "u", "--accelerator", shape]) == 0
+    meta = json.loads((tmp_path / "kernel-metadata.json").read_text())
+    assert meta["machine_shape"] == shape and meta["enable_gpu"] is True and meta["enable_tpu"] is False
+
+
+DIGEST = "gcr.io/kaggle-gpu-images/python@sha256:" + "ab12" * 16
+
+
+def test_pin_image_and_docker_image_go_into_the_metadata(tmp_path, capsys):
+    assert dpt.main(["--out", str(tmp_path / "o"), "--user", "u", "--pin-image", "original"]) == 0
+    meta = json.loads((tmp_path / "o" / "kernel-metadata.json").read_text())
+    assert meta["docker_image_pinning_type"] == "original" and "docker_image" not in meta
+    assert dpt.main(["--out", str(tmp_path / "d"), "--user", "u", "--pin-image", "original",
+                     "--docker-image", DIGEST]) == 0
+    meta = json.loads((tmp_path / "d" / "kernel-metadata.json").read_text())
+    assert (meta["docker_image_pinning_type"], meta["docker_image"]) == ("original", DIGEST)
+    assert "image pinned: " + DIGEST in capsys.readouterr().out
+    assert dpt.main(["--out", str(tmp_path / "x"), "--user", "u", "--docker-image", "sha256:abc"]) == 2
+    assert "by digest" in capsys.readouterr().err
+    assert dpt.main(["--out", str(tmp_path / "y"), "--user", "u", "--pin-image", "latest",
+                     "--docker-image", DIGEST]) == 2
+    assert "cannot go with --pin-image latest" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    with pytest.raises(SystemExit):
+        dpt.main(["--out", str(tmp_path / "z"), "--pin-image", "newest"])
+    # without the flags the metadata has neither field (the committed notebooks stay as they are)
+    assert dpt.main(["--out", str(tmp_path / "n"), "--user", "u"]) == 0
+    meta = json.loads((tmp_path / "n" / "kernel-metadata.json").read_text())
+    assert "docker_image_pinning_type" not in meta and "docker_image" not in meta
 
 
 def test_username_from_env_then_kaggle_json_then_placeholder(tmp_path):
@@ -94,6 +141,29 @@ def test_username_from_env_then_kaggle_json_then_placeholder(tmp_path):
     (tmp_path / ".kaggle").mkdir()
     (tmp_path / ".kaggle" / "kaggle.json").write_text(json.dumps({"username": "fileuser", "key": "SECRET"}))
     assert kaggle_username({}, home=tmp_path) == "fileuser"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the client reads ~/.config only on Linux")
+def test_one_credentials_lookup_finds_xdg_config_for_both_checks(tmp_path, monkeypatch):
+    """kaggle 2.2.5 reads ~/.config/kaggle/kaggle.json when ~/.kaggle does not exist: the owner
+    lookup (metadata) and the credentials check (kaggle_ops) both find it."""
+    from builders import kaggle_credentials, kaggle_ops
+
+    home = tmp_path / "home"
+    (home / ".config" / "kaggle").mkdir(parents=True)
+    path = home / ".config" / "kaggle" / "kaggle.json"
+    path.write_text(json.dumps({"username": "xdguser", "key": "xdg-secret-key-0123"}))
+    path.chmod(0o600)
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("KAGGLE_CONFIG_DIR", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    assert kaggle_credentials.kaggle_json_path() == path
+    assert kaggle_username() == "xdguser"
+    assert kaggle_ops.check_credentials() == ["xdg-secret-key-0123"]
+    (home / ".kaggle").mkdir()  # once ~/.kaggle exists the client reads only that folder
+    assert kaggle_username() == PLACEHOLDER_USER
+    with pytest.raises(kaggle_ops.KaggleCredentialsError):
+        kaggle_ops.check_credentials()
 
 
 def _fail_if_kaggle_ops_used(monkeypatch, credentials_ok: bool = True):
@@ -150,8 +220,8 @@ def test_push_passes_gate_then_calls_kaggle_ops(tmp_path, monkeypatch, capsys):
     fake.KaggleCredentialsError = type("KaggleCredentialsError", (RuntimeError,), {})
     fake.KaggleRequestError = type("KaggleRequestError", (RuntimeError,), {})
 
-    def push_notebook(folder, *, runs_dir, params, accelerator):
-        calls.update(folder=folder, params=params, accelerator=accelerator)
+    def push_notebook(folder, *, runs_dir, params, accelerator, force):
+        calls.update(folder=folder, params=params, accelerator=accelerator, force=force)
         raise fake.KaggleRequestError("server said 503")
 
     fake.push_notebook = push_notebook
@@ -172,8 +242,36 @@ def test_push_passes_gate_then_calls_kaggle_ops(tmp_path, monkeypatch, capsys):
     assert crn.main(["--out", str(out), "--user", "bob", "--push", "--epochs", "2"]) == 1
     assert gate == {"models": ["crn"], "rehearse": True, "notebooks": {"crn": out / "crn.ipynb"}}
     assert calls["folder"] == out and calls["params"]["EPOCHS"] == 2
-    assert calls["accelerator"] == "NvidiaTeslaT4"
+    assert calls["accelerator"] == "NvidiaTeslaT4" and calls["force"] is False
     assert "server said 503" in capsys.readouterr().err
+
+
+def test_push_without_out_renders_into_the_ignored_staging_folder(tmp_path, monkeypatch, capsys):
+    """notebooks/<model>/ is committed with the placeholder user: a push never writes there."""
+    from builders import cli
+    from smoke import run as smoke_run
+
+    calls = {}
+    fake = types.ModuleType("builders.kaggle_ops")
+    fake.KaggleCredentialsError = type("KaggleCredentialsError", (RuntimeError,), {})
+    fake.KaggleRequestError = type("KaggleRequestError", (RuntimeError,), {})
+    fake.check_credentials = lambda *a, **k: []
+    fake.push_notebook = lambda folder, **kw: calls.update(folder=folder, **kw) or {"version": 1}
+    monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
+    monkeypatch.setattr(builders, "kaggle_ops", fake, raising=False)
+    ok = smoke_run.SmokeReport([smoke_run.CheckResult("crn", "x", True, 0.0, "")])
+    monkeypatch.setattr(smoke_run, "run_smoke", lambda *a, **k: ok)
+    monkeypatch.setattr(cli, "STAGING_DIR", tmp_path / ".push")
+    committed = REPO_ROOT / "notebooks" / "crn" / "kernel-metadata.json"
+    before = committed.read_bytes()
+    assert crn.main(["--user", "bob", "--push", "--skip-rehearsal", "--force"]) == 0
+    assert calls["folder"] == tmp_path / ".push" / "crn" and calls["force"] is True
+    meta = json.loads((tmp_path / ".push" / "crn" / "kernel-metadata.json").read_text())
+    assert meta["id"] == "bob/" + crn.SPEC.slug
+    assert committed.read_bytes() == before
+    assert cli.STAGING_DIR.name == ".push"
+    ignored = (REPO_ROOT / ".gitignore").read_text().splitlines()
+    assert "/.push/" in ignored
 
 
 def _no_credentials(tmp_path, monkeypatch):

@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import time
+import types
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from builders import kaggle_ops, ledger
+from builders import kaggle_ops, kaggle_transport, ledger
 from builders.kaggle_ops import (
     KaggleCredentialsError,
     KaggleRequestError,
@@ -96,6 +98,10 @@ def fake(tmp_path, monkeypatch):
     monkeypatch.setattr(KaggleApi, "args", ["--local"])
     monkeypatch.setattr(KaggleApi, "config_dir", str(home / ".kaggle"))
     monkeypatch.setattr(KaggleApi, "config", str(home / ".kaggle" / "kaggle.json"))
+    # The client's download retries wait 2-60 s between tries (download_file); not in tests.
+    quick_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    quick_time.sleep = lambda seconds: None
+    monkeypatch.setattr(sys.modules[KaggleApi.__module__], "time", quick_time)
     yield server
     server.stop()
 
@@ -246,7 +252,7 @@ def test_push_wrong_key_is_credentials_error(fake, tmp_path, runs, monkeypatch):
     with pytest.raises(KaggleCredentialsError, match="rejected the credentials") as info:
         push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)
     assert "wrong-key-000000" not in str(info.value)
-    assert len(fake.calls("SaveKernel")) == 1 and not runs.exists()
+    assert fake.calls("SaveKernel") == [] and not runs.exists()  # refused at the first question
 
 
 def test_push_500_retried_then_success(fake, tmp_path, runs, capsys):
@@ -323,15 +329,18 @@ def test_push_subprocess_through_http_proxy(tmp_path):
     ("error", "error"), ("cancelAcknowledged", "cancelled"), ("cancelRequested", "cancel_requested"),
 ])
 def test_status_states(fake, wire, state):
+    fake.versions[REF] = 1
     fake.status_states = [wire]
     seen = []
     assert kernel_status(REF, echo=seen.append, retry=FAST) == state
     assert seen == [f"{REF}: {state}"]
     (body,) = fake.calls("GetKernelSessionStatus")
     assert body["userName"] == USER and body["kernelSlug"] == REF.split("/")[1]
+    assert "versionLabel" not in body  # the latest version
 
 
 def test_status_wait_echoes_changes_only(fake):
+    fake.versions[REF] = 1
     fake.status_states = ["queued", "queued", "running", "running", "running", "error"]
     fake.status_failure = "CUDA error: no kernel image"
     seen = []
@@ -344,6 +353,7 @@ def test_status_wait_echoes_changes_only(fake):
 
 
 def test_status_wait_time_limit(fake):
+    fake.versions[REF] = 1
     fake.status_states = ["running"]
     seen = []
     with pytest.raises(KaggleRequestError, match="still running after waiting 0.2 s"):
@@ -353,6 +363,7 @@ def test_status_wait_time_limit(fake):
 
 
 def test_status_transient_retry(fake):
+    fake.versions[REF] = 1
     fake.status_plan_faults = [("http", 502), "drop"]
     assert kernel_status(REF, echo=lambda _: None, retry=FAST) == "complete"
     assert len(fake.calls("GetKernelSessionStatus")) == 3
@@ -373,8 +384,9 @@ FILES = {
 }
 
 
-def _serve_outputs(fake, version=1, files=FILES, log="[{\"data\": \"epoch 1\"}]"):
+def _serve_outputs(fake, version=1, files=FILES, log="[{\"data\": \"epoch 1\"}]", ref=REF):
     fake.outputs[version] = {"files": dict(files), "log": log}
+    fake.versions[ref] = max(fake.versions.get(ref, 0), version)
     fake.status_states = ["complete"]
 
 
@@ -394,7 +406,8 @@ def test_fetch_downloads_all_pages_with_manifest(fake, runs):
     for name, data in FILES.items():
         assert by_name[name]["size"] == len(data)
         assert by_name[name]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert all(b.get("versionLabel") == "1" for b in fake.calls("ListKernelSessionOutput"))
+    assert all(b.get("versionLabel") == "v1" for b in fake.calls("ListKernelSessionOutput"))
+    assert [b.get("versionLabel") for b in fake.calls("GetKernelSessionStatus")] == ["v1"]
     assert len(fake.calls("ListKernelSessionOutput")) == 2  # 4 files, pages of 2
     last = ledger.read_ledger(runs)[-1]
     assert last["event"] == "fetch" and last["version"] == 1 and last["files"] == 5
@@ -415,8 +428,8 @@ def test_fetch_never_overwrites_earlier_version(fake, runs):
 
 def test_fetch_failure_mid_download_leaves_nothing(fake, runs):
     _serve_outputs(fake)
-    fake.file_plan["plots/training_curves.png"] = ["drop_mid"] * 3
-    with pytest.raises(KaggleRequestError, match="plots/training_curves.png"):
+    fake.file_plan["plots/training_curves.png"] = ["drop_mid"] * 20  # every try, every attempt
+    with pytest.raises(KaggleRequestError, match="failed after 3 attempts: connection failed"):
         fetch_outputs(REF, runs_dir=runs, version=1, retry=FAST, echo=lambda _: None)
     assert tree(runs) == []
 
@@ -433,11 +446,12 @@ def test_fetch_second_version_beside_first_and_existing_slug_dir_kept(fake, runs
     _serve_outputs(fake, version=1)
     _serve_outputs(fake, version=2, files={"dpt_summary.json": b'{"v": 2}'})
     fetch_outputs(REF, runs_dir=runs, version=1, retry=FAST, echo=lambda _: None)
-    fake.file_plan["dpt_summary.json"] = ["drop_mid"] * 3
+    fake.file_plan["dpt_summary.json"] = ["drop_mid"] * 20
     with pytest.raises(KaggleRequestError):
         fetch_outputs(REF, runs_dir=runs, version=2, retry=FAST, echo=lambda _: None)
     slug_dir = runs / REF.split("/")[1]
     assert sorted(p.name for p in slug_dir.iterdir()) == ["v1"]
+    fake.file_plan["dpt_summary.json"] = []  # the storage answers again
     fetch_outputs(REF, runs_dir=runs, version=2, retry=FAST, echo=lambda _: None)
     assert (slug_dir / "v2" / "dpt_summary.json").read_bytes() == b'{"v": 2}'
     assert (slug_dir / "v1" / "dpt_summary.json").read_bytes() == FILES["dpt_summary.json"]
@@ -459,7 +473,7 @@ def test_fetch_without_version_or_ledger_is_clear(fake, runs):
 
 def test_fetch_unsafe_output_name_refused(fake, runs):
     _serve_outputs(fake, files={"../escape.txt": b"x"})
-    with pytest.raises(KaggleRequestError, match="unsafe name"):
+    with pytest.raises(KaggleRequestError, match="Refusing to download '../escape.txt'"):
         fetch_outputs(REF, runs_dir=runs, version=1, retry=FAST, echo=lambda _: None)
     assert tree(runs) == [] and not (runs.parent / "escape.txt").exists()
 
@@ -473,14 +487,22 @@ def test_builder_cli_status_and_fetch(fake, runs, monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "RUNS_DIR", runs)
     ref = f"{USER}/{dpt.SPEC.slug}"
+    assert dpt.main(["--status"]) == 1  # never pushed: Kaggle's 404, said plainly
+    assert "HTTP 404" in capsys.readouterr().err
+    fake.versions[ref] = 2
     fake.status_states = ["running"]
     assert dpt.main(["--status"]) == 0
     assert f"{ref}: running" in capsys.readouterr().out
     assert dpt.main(["--fetch", "--version", "1"]) == 1  # still running: refused, nothing written
     assert "is running" in capsys.readouterr().err and tree(runs) == []
-    _serve_outputs(fake, version=1)
+    _serve_outputs(fake, version=1, ref=ref)
+    assert dpt.main(["--status", "--version", "1"]) == 0
+    assert f"{ref} version 1: complete" in capsys.readouterr().out
     assert dpt.main(["--fetch", "--version", "1"]) == 0
     assert (runs / dpt.SPEC.slug / "v1" / "manifest.json").is_file()
+    labels = [b.get("versionLabel") for b in fake.calls("GetKernelSessionStatus")]
+    assert labels == [None, None, "v1", "v1", "v1"]
+    assert {b.get("versionLabel") for b in fake.calls("ListKernelSessionOutput")} == {"v1"}
 
 
 def test_builder_cli_without_credentials_exits_2(tmp_path, monkeypatch, capsys):
@@ -519,11 +541,23 @@ def test_unreadable_access_token_is_a_credentials_error(tmp_path, monkeypatch):
 def test_failure_classes_tls_is_final_408_is_transient():
     import requests
 
-    transient, reason, _ = kaggle_ops._describe_failure(requests.exceptions.SSLError("bad cert"), 5)
+    describe = kaggle_transport.describe_failure
+    transient, reason, _ = describe(requests.exceptions.SSLError("bad cert"), 5)
     assert not transient and "TLS" in reason
     response = requests.Response()
     response.status_code = 408
-    transient, _, _ = kaggle_ops._describe_failure(requests.HTTPError(response=response), 5)
+    transient, _, _ = describe(requests.HTTPError(response=response), 5)
     assert transient
-    transient, _, _ = kaggle_ops._describe_failure(requests.ConnectionError("reset"), 5)
+    transient, _, _ = describe(requests.ConnectionError("reset"), 5)
     assert transient
+    # kernels_status/kernels_output turn a 401/403 into a ValueError raised inside the handler:
+    # the status behind it still decides.
+    response.status_code = 401
+    try:
+        try:
+            raise requests.HTTPError("denied", response=response)
+        except requests.HTTPError:
+            raise ValueError("Cannot access kernel 'a/b' (Permission 'kernels.get' was denied)")  # noqa: B904 - as the client does
+    except ValueError as exc:
+        transient, _, credentials = describe(exc, 5)
+    assert not transient and credentials
