@@ -181,11 +181,14 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- plumbing
     def _send_json(self, code: int, payload: dict) -> None:
         body = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (a timeout test)
+            self.close_connection = True
 
     def _fault(self, action) -> bool:
         """Carry out a scripted fault; True when the request is answered (or dropped)."""

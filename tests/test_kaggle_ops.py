@@ -561,3 +561,221 @@ def test_failure_classes_tls_is_final_408_is_transient():
     except ValueError as exc:
         transient, _, credentials = describe(exc, 5)
     assert not transient and credentials
+
+
+# ------------------------------------------------------------------------------ Kaggle's contract
+
+
+def test_fake_refuses_a_bare_number_label_as_kaggle_does(fake):
+    """kaggle 2.2.5 _kernel_version_label: the API names versions v<N>, a bare number is 404."""
+    import requests
+    from kagglesdk.kernels.types.kernels_api_service import (
+        ApiGetKernelSessionStatusRequest,
+        ApiListKernelSessionOutputRequest,
+    )
+
+    _serve_outputs(fake, version=1)
+    api = kaggle_ops.load_api(FAST)
+    for request_type, call in ((ApiGetKernelSessionStatusRequest, "get_kernel_session_status"),
+                               (ApiListKernelSessionOutputRequest, "list_kernel_session_output")):
+        request = request_type()
+        request.user_name, request.kernel_slug = REF.split("/")
+        request.version_label = "1"
+        with api.build_kaggle_client() as kaggle, pytest.raises(requests.HTTPError) as info:
+            getattr(kaggle.kernels.kernels_api_client, call)(request)
+        assert info.value.response.status_code == 404
+        request.version_label = "v1"
+        with api.build_kaggle_client() as kaggle:
+            getattr(kaggle.kernels.kernels_api_client, call)(request)  # answered
+        request.version_label = "v2"  # no such version yet
+        with api.build_kaggle_client() as kaggle, pytest.raises(requests.HTTPError):
+            getattr(kaggle.kernels.kernels_api_client, call)(request)
+    # and the official call writes v<N> itself
+    assert api.kernels_status(f"{REF}/1").status.name == "COMPLETE"
+    assert fake.calls("GetKernelSessionStatus")[-1]["versionLabel"] == "v1"
+
+
+def test_status_of_a_version_sends_v_label(fake):
+    fake.versions[REF] = 3
+    fake.status_states = ["error"]
+    fake.status_failure = "CUDA out of memory"
+    seen = []
+    assert kernel_status(REF, version=2, echo=seen.append, retry=FAST) == "error"
+    assert seen == [f"{REF} version 2: error (CUDA out of memory)"]
+    assert fake.calls("GetKernelSessionStatus")[-1]["versionLabel"] == "v2"
+    with pytest.raises(KaggleRequestError, match="HTTP 404"):
+        kernel_status(REF, version=4, echo=seen.append, retry=FAST)
+
+
+def test_first_push_of_a_new_kernel_is_not_an_error(fake, tmp_path, runs, capsys):
+    folder = make_push_folder(tmp_path)
+    record = push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)
+    assert record["version"] == 1
+    out = capsys.readouterr().out
+    assert f"{REF} is not on Kaggle yet: this push creates it" in out
+    assert fake.calls("GetKernelSessionStatus") == []  # nothing to ask about a kernel not there
+
+
+@pytest.mark.parametrize("state", ["running", "queued"])
+def test_busy_latest_version_blocks_a_push_unless_forced(fake, tmp_path, runs, capsys, state):
+    folder = make_push_folder(tmp_path)
+    fake.versions[REF] = 3
+    fake.status_states = [state]
+    with pytest.raises(KaggleRequestError, match=f"version 3 is {state}.*--force"):
+        push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)
+    assert fake.calls("SaveKernel") == [] and not runs.exists()
+    assert fake.calls("GetKernelSessionStatus")[-1]["versionLabel"] == "v3"
+    record = push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST, force=True)
+    assert record["version"] == 4 and len(fake.calls("SaveKernel")) == 1
+    assert f"version 3 is {state}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fault", [("saved_then_hang", 1.5), ("saved_then_http", 503)])
+def test_push_whose_reply_was_lost_is_recorded_not_pushed_twice(fake, tmp_path, runs, capsys, fault):
+    folder = make_push_folder(tmp_path)
+    fake.versions[REF] = 2
+    fake.push_plan = [fault]
+    quick = RetryPolicy(attempts=3, backoff=0.001, request_timeout=0.5)
+    record = push_notebook(folder, runs_dir=runs, params={"EPOCHS": 1}, accelerator="", retry=quick)
+    assert len(fake.calls("SaveKernel")) == 1  # one push, one GPU run
+    assert record["version"] == 3 and fake.versions[REF] == 3
+    assert record["recovered_from"] and record["url"] == f"https://www.kaggle.com/code/{REF}"
+    assert ledger.read_ledger(runs) == [record]
+    assert "Kaggle holds a new version 3" in capsys.readouterr().err
+
+
+def test_push_prints_the_weekly_gpu_quota_and_goes_on_without_it(fake, tmp_path, runs, capsys):
+    folder = make_push_folder(tmp_path)
+    push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)
+    out = capsys.readouterr().out
+    assert "weekly GPU quota: 21.5 h left of 30.0 h (used 8.5 h; resets 2026-12-05 00:00 UTC)" in out
+    assert out.index("weekly GPU quota") < out.index("pushed ")
+    fake.quota_plan = [("http", 404)]
+    assert push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)["version"] == 2
+    assert "weekly GPU quota: unknown" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shape, words", [("NvidiaTeslaP100", "retired"), ("TpuV5E8", "TPU"),
+                                          ("NvidiaT4x2", "not a Kaggle GPU machine shape")])
+def test_push_never_sends_a_shape_that_is_not_a_gpu_shape(fake, tmp_path, runs, shape, words):
+    folder = make_push_folder(tmp_path, machine_shape=shape)
+    with pytest.raises(KaggleRequestError, match=words):
+        push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)
+    folder2 = make_push_folder(tmp_path / "b")
+    with pytest.raises(KaggleRequestError, match=words):
+        push_notebook(folder2, runs_dir=runs, params={}, accelerator=shape, retry=FAST)
+    assert fake.requests == [] and not runs.exists()
+
+
+def test_pinned_image_is_sent_and_recorded(fake, tmp_path, runs):
+    image = "gcr.io/kaggle-gpu-images/python@sha256:" + "0f" * 32
+    folder = make_push_folder(tmp_path, docker_image_pinning_type="original", docker_image=image)
+    record = push_notebook(folder, runs_dir=runs, params={}, accelerator="NvidiaL4", retry=FAST)
+    (body,) = fake.calls("SaveKernel")
+    assert (body["dockerImagePinningType"], body["dockerImage"], body["machineShape"]) == \
+        ("original", image, "NvidiaL4")
+    assert (record["docker_image_pinning_type"], record["docker_image"]) == ("original", image)
+    assert fake.violations == []
+    plain = push_notebook(make_push_folder(tmp_path / "p"), runs_dir=runs, params={}, accelerator="",
+                          retry=FAST)
+    assert plain["docker_image_pinning_type"] is None and plain["docker_image"] is None
+    assert "dockerImagePinningType" not in fake.calls("SaveKernel")[-1]
+
+
+LOG = ["epoch 1/30 train 0.061 val 0.059", "epoch 2/30 train 0.052 val 0.050"]
+
+
+def test_logs_of_a_finished_session(fake):
+    _serve_outputs(fake, version=2, log=json.dumps([{"stream_name": "stdout", "time": 1.0, "data": line + "\n"}
+                                                    for line in LOG]))
+    seen = []
+    kaggle_ops.kernel_logs(REF, echo=seen.append, retry=FAST)
+    assert seen == LOG
+    kaggle_ops.kernel_logs(REF, version=2, echo=seen.append, retry=FAST)
+    assert fake.calls("ListKernelSessionOutput")[-1]["versionLabel"] == "v2"
+
+
+def test_logs_follow_streams_the_running_session(fake, capsys):
+    fake.versions[REF] = 1
+    fake.status_states = ["running"]
+    fake.log_events = LOG
+    kaggle_ops.kernel_logs(REF, follow=True, retry=FAST)
+    assert capsys.readouterr().out.splitlines() == LOG
+    (call,) = [body for name, body in fake.requests if name == "LogsStream"]
+    assert call == {"ref": REF, "versionLabel": None}
+    kaggle_ops.kernel_logs(REF, version=1, follow=True, retry=FAST)
+    assert [body for name, body in fake.requests if name == "LogsStream"][-1]["versionLabel"] == "v1"
+    assert capsys.readouterr().out.splitlines() == LOG
+
+
+def test_log_lines_reads_kaggles_event_list_and_plain_text():
+    events = json.dumps([{"data": "a\n"}, {"data": "b\nc\n"}, {"stream_name": "stderr"}])
+    assert kaggle_ops.log_lines(events) == ["a", "b", "c"]
+    assert kaggle_ops.log_lines("plain\ntext") == ["plain", "text"]
+
+
+# ------------------------------------------------------------------------------ a clean checkout
+
+_DRIVER = """
+import sys
+from pathlib import Path
+
+import builders
+assert Path(builders.__file__).resolve().is_relative_to(Path.cwd().resolve()), builders.__file__
+import smoke.run as smoke_run
+
+# The smoke gate is tested elsewhere; here only what a push leaves in the checkout matters.
+smoke_run.run_smoke = lambda *a, **k: smoke_run.SmokeReport([smoke_run.CheckResult("dpt", "x", True, 0.0, "")])
+from builders import dpt
+sys.exit(dpt.main(sys.argv[1:]))
+"""
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True, timeout=60).stdout
+
+
+@pytest.mark.slow
+def test_push_with_user_leaves_git_status_clean(tmp_path):
+    """A copy of this checkout as its own git repository: --push --user renders into the
+    ignored .push/, so a failed push leaves `git status` empty and a successful one adds only
+    the ledger line."""
+    repo = tmp_path / "toolkit"
+    for name in _git(REPO, "ls-files", "--cached", "--others", "--exclude-standard", "-z").split("\0"):
+        if name and (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (repo / name).write_bytes((REPO / name).read_bytes())
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot")
+    head = _git(repo, "rev-parse", "HEAD").strip()
+    assert _git(repo, "status", "--porcelain") == ""
+    home = tmp_path / "home"
+    home.mkdir()
+    with FakeKaggle(username=USER, key=KEY, max_seconds=120) as server:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("KAGGLE_") and k.lower() not in ("no_proxy", "https_proxy", "all_proxy")}
+        env.update(HOME=str(home), KAGGLE_USERNAME=USER, KAGGLE_KEY=KEY, PYTHONPATH=str(repo),
+                   KAGGLE_API_ENVIRONMENT="LOCALHOST", HTTP_PROXY=server.url, http_proxy=server.url)
+
+        def push():
+            return subprocess.run([sys.executable, "-c", _DRIVER, "--push", "--user", USER,
+                                   "--skip-rehearsal", "--epochs", "2"],
+                                  cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+
+        server.push_plan = [("error", "Invalid dataset source")]
+        failed = push()
+        assert failed.returncode == 1 and "Invalid dataset source" in failed.stderr
+        assert _git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+        done = push()
+        assert done.returncode == 0, done.stderr
+    assert _git(repo, "status", "--porcelain", "--untracked-files=all") == "?? runs/ledger.jsonl\n"
+    (record,) = ledger.read_ledger(repo / "runs")
+    assert record["ref"] == f"{USER}/dpt-v3-aligned-speech-enhancement" and record["version"] == 1
+    assert record["git_commit"] == head and record["git_dirty"] is False
+    assert record["params"]["EPOCHS"] == 2
+    staged = json.loads((repo / ".push" / "dpt" / "kernel-metadata.json").read_text())
+    assert staged["id"] == record["ref"]
+    committed = json.loads((repo / "notebooks" / "dpt" / "kernel-metadata.json").read_text())
+    assert committed["id"].startswith("your-kaggle-username/")
