@@ -2,8 +2,9 @@
 
 The seed's four breakages: `get_device_properties(i).total_mem` (now `total_memory`),
 `ReduceLROnPlateau(verbose=...)` (removed), `torch.load` defaulting to `weights_only=True`
-(our checkpoints hold numpy scalars and config dicts), and P100 images whose torch has no
-sm_60 kernels. Each function here inspects the installed torch instead of assuming a version.
+(our checkpoints hold numpy scalars and config dicts), and a GPU older than the installed torch
+supports (the P100, sm_60, before Kaggle retired it). Each function here inspects the installed
+torch instead of assuming a version.
 """
 
 import concurrent.futures
@@ -166,7 +167,7 @@ def check_gpu_supported(probe: bool = True) -> str:
     """Fail fast when the installed torch has no kernels for a visible GPU.
 
     Returns a one-line description ("cpu (no GPU visible)" or the GPUs). Raises `RuntimeError`
-    naming the GPU, its architecture, what torch was built for and the fix, e.g. a Kaggle P100
+    naming the GPU, its architecture, what torch was built for and the fix, e.g. a P100
     (sm_60) under a torch built for sm_70 and newer. With `probe`, also runs a tiny kernel on
     each GPU, which catches what the architecture list cannot tell.
     """

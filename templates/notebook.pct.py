@@ -49,7 +49,8 @@ print("installed:", ", ".join(installed) if installed else "nothing, all present
 # ## Environment check
 #
 # Versions, the GPU and whether this PyTorch has kernels for it. Fails here, in seconds, rather
-# than at the first CUDA call after the data is prepared (P100 images lack sm_60 kernels).
+# than at the first CUDA call after the data is prepared, should Kaggle ever hand this image a GPU
+# older than its torch supports. (Kaggle retired the P100, sm_60: a P100 request runs on T4 x2.)
 
 # %%
 # In a forked child: this kernel must not initialise CUDA before training forks its GPU workers.
