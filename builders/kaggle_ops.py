@@ -184,7 +184,14 @@ def latest_version(api, ref: str, retry: RetryPolicy = DEFAULT_RETRY) -> int | N
 
 def _status(api, ref: str, version: int | None, retry: RetryPolicy) -> tuple[str, str | None]:
     kernel = _kernel(ref, version)
-    response = retrying(lambda: api.kernels_status(kernel), f"status of {kernel}", retry)
+    try:
+        response = retrying(lambda: api.kernels_status(kernel), f"status of {kernel}", retry)
+    except KaggleRequestError as exc:
+        if http_status(exc.__cause__) == 404:
+            what = f"{ref} has no version {version}" if version is not None else f"there is no kernel {ref}"
+            raise KaggleRequestError(f"{what} on Kaggle (HTTP 404); check the user, the slug and "
+                                     "--version (a kernel exists once it was pushed)") from exc
+        raise
     return _state_name(response.status), (response.failure_message or None)
 
 

@@ -779,3 +779,20 @@ def test_push_with_user_leaves_git_status_clean(tmp_path):
     assert staged["id"] == record["ref"]
     committed = json.loads((repo / "notebooks" / "dpt" / "kernel-metadata.json").read_text())
     assert committed["id"].startswith("your-kaggle-username/")
+
+
+def test_builder_cli_logs(fake, capsys):
+    from builders import dpt
+
+    ref = f"{USER}/{dpt.SPEC.slug}"
+    assert dpt.main(["--logs"]) == 1
+    assert "HTTP 404" in capsys.readouterr().err
+    fake.versions[ref] = 1
+    fake.status_states = ["running"]
+    fake.log_events = LOG
+    assert dpt.main(["--logs", "--follow"]) == 0
+    assert capsys.readouterr().out.splitlines() == LOG
+    fake.outputs[1] = {"files": {}, "log": json.dumps([{"data": line + "\n"} for line in LOG])}
+    assert dpt.main(["--logs", "--version", "1"]) == 0
+    assert capsys.readouterr().out.splitlines() == LOG
+    assert fake.calls("ListKernelSessionOutput")[-1]["versionLabel"] == "v1"
