@@ -58,7 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 RPC_PREFIX = "/api/v1/kernels.KernelsApiService/"
-LOGS_PREFIX = "/api/v1/kernels/logs/stream/"  # kae:7730, "{endpoint}/api" outside PROD
+LOGS_PREFIX = "/api/v1/kernels/logs/stream/"  # kae:7741-7742, "{endpoint}/api" outside PROD
 #: kaggle-cli docs/kernels.md, "Accelerators available as of Feb 2026" (retired ones included:
 #: Kaggle accepts them and runs a replacement, kae:486 _RETIRED_ACCELERATORS).
 DOCUMENTED_SHAPES = ("NvidiaTeslaP100", "TpuV38", "NvidiaTeslaT4", "NvidiaTeslaT4Highmem",
