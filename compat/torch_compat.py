@@ -2,9 +2,10 @@
 
 The seed's four breakages: `get_device_properties(i).total_mem` (now `total_memory`),
 `ReduceLROnPlateau(verbose=...)` (removed), `torch.load` defaulting to `weights_only=True`
-(our checkpoints hold numpy scalars and config dicts), and a GPU older than the installed torch
-supports (the P100, sm_60, before Kaggle retired it). Each function here inspects the installed
-torch instead of assuming a version.
+(older checkpoints of ours hold numpy scalars and RNG states: `torch_load` allows exactly those
+and never unpickles fully unless told the file is trusted), and a GPU older than the installed
+torch supports (the P100, sm_60, before Kaggle retired it). Each function here inspects the
+installed torch instead of assuming a version.
 """
 
 import concurrent.futures
@@ -12,6 +13,7 @@ import importlib.metadata
 import inspect
 import multiprocessing
 import os
+import pickle
 import platform
 import re
 import shutil
@@ -33,18 +35,103 @@ def _compat_parameters(fn) -> dict:
         return {}
 
 
-def torch_load(path, map_location="cpu"):
-    """Load one of OUR checkpoints (trusted: written by this toolkit) with full unpickling.
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A file a weights-only load refuses: it holds Python objects whose unpickling could run
+    code. The message names the first such object."""
 
-    torch >= 2.6 defaults to `weights_only=True`, which refuses the numpy scalars and config
-    dicts our checkpoints hold; torch < 1.13 has no `weights_only` at all. The argument is passed
-    only when torch.load names it (a `**kwargs` catch-all would hand it to pickle and fail).
+
+def _compat_numpy_safe_globals(with_names: bool) -> list:
+    """numpy's array, scalar and dtype types: what numpy RNG states and numpy scalars in older
+    checkpoints of ours need. Rebuilding them runs no code from the file.
+
+    With ``with_names`` (torch >= 2.6 takes ``(object, "module.name")`` pairs), the functions are
+    also listed under the other numpy generation's module name, so a file written under numpy 1
+    (``numpy.core``) loads under numpy 2 (``numpy._core``) and back.
+    """
+    try:
+        import numpy as np
+    except ImportError:  # no numpy: no numpy objects to rebuild
+        return []
+    multiarray = getattr(getattr(np, "_core", None), "multiarray", None)
+    if multiarray is None:
+        multiarray = np.core.multiarray
+    out: list = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
+    for code in "?bBhHiIlLqQefdgFDG":
+        out.append(type(np.dtype(code)))
+    if with_names:
+        for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            out += [(multiarray._reconstruct, f"{mod}._reconstruct"),
+                    (multiarray.scalar, f"{mod}.scalar")]
+    return out
+
+
+def _compat_torch_version() -> tuple:
+    m = re.match(r"(\d+)\.(\d+)", str(getattr(torch, "__version__", "0.0")))
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def _compat_weights_only_reason(exc: BaseException) -> str:
+    """The part of torch's weights-only refusal that names the object (its text varies)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line.split(" Please use")[0].split(" was not an allowed")[0].rstrip(".")
+    return type(exc).__name__
+
+
+def torch_load(path, map_location="cpu", *, trusted: bool = False, safe_globals=()):
+    """Load a torch file without running code from it, unless ``trusted``.
+
+    By default ``weights_only=True``: tensors, plain containers, numbers and strings, plus numpy
+    arrays/scalars/dtypes (the RNG state and numpy scalars older checkpoints of ours hold) and
+    ``safe_globals`` (types the caller vouches for). Anything else raises
+    :class:`UnsafeCheckpointError` naming the object, and nothing in the file runs.
+
+    ``trusted=True`` unpickles fully (``weights_only=False``): a crafted file runs any code it
+    holds on this machine, so it is only for files you made or trust.
+
+    The allowlist goes through ``torch.serialization.safe_globals`` (a context manager, torch >=
+    2.5), else ``add_safe_globals`` (2.4); torch 2.1-2.3 have neither, and there only files of
+    plain types load without ``trusted``. ``weights_only`` is passed only when torch.load names
+    it (a ``**kwargs`` catch-all would hand it to pickle and fail); a torch without it cannot
+    load safely, so only ``trusted`` loads work there.
     """
     kwargs = {"map_location": map_location}
     params = _compat_parameters(torch.load)
-    if "weights_only" in params and params["weights_only"].kind != inspect.Parameter.VAR_KEYWORD:
-        kwargs["weights_only"] = False
-    return torch.load(path, **kwargs)
+    named = "weights_only" in params and params["weights_only"].kind != inspect.Parameter.VAR_KEYWORD
+    if trusted:
+        if named:
+            kwargs["weights_only"] = False
+        return torch.load(path, **kwargs)
+    if not named:
+        raise UnsafeCheckpointError(
+            f"{path}: torch {getattr(torch, '__version__', '?')} cannot load a file without "
+            f"unpickling it fully (no weights_only); load it as trusted only if you made it"
+        )
+    kwargs["weights_only"] = True
+    serialization = getattr(torch, "serialization", None)
+    allowed = _compat_numpy_safe_globals(with_names=_compat_torch_version() >= (2, 6))
+    allowed += list(safe_globals)
+    context = getattr(serialization, "safe_globals", None)
+    try:
+        if context is not None:
+            with context(allowed):
+                return torch.load(path, **kwargs)
+        add = getattr(serialization, "add_safe_globals", None)
+        if add is not None:  # torch 2.4: process-wide, but only types that run no code
+            add([g for g in allowed if not isinstance(g, tuple)])
+        return torch.load(path, **kwargs)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "eights only" in text or "Unsupported global" in text or "allowlist" in text:
+            raise UnsafeCheckpointError(
+                f"{path}: a weights-only load refuses it ({_compat_weights_only_reason(exc)}); "
+                f"unpickling it fully would run any code it holds"
+            ) from exc
+        raise
 
 
 def cuda_device_count() -> int:

@@ -51,19 +51,21 @@ class EnhanceError(ValueError):
     """A problem with the command's inputs (checkpoint, model name); message says the fix."""
 
 
-def load_model(checkpoint, model_name: str | None = None, model_kwargs: dict | None = None) -> nn.Module:
+def load_model(checkpoint, model_name: str | None = None, model_kwargs: dict | None = None,
+               *, trusted: bool = False) -> nn.Module:
     """An eval-mode CPU model from our checkpoint dict or a bare state_dict.
 
     The checkpoint's `config` (a RunConfig dict: `model`, `model_kwargs`) names the architecture;
-    `model_name`/`model_kwargs` override it and are required for a bare state_dict.
+    `model_name`/`model_kwargs` override it and are required for a bare state_dict. The file is
+    read weights-only (nothing in it can run) unless `trusted`.
     """
     import templates.models.crn_causal  # noqa: F401  registers "crn_causal"
 
     path = Path(checkpoint)
     try:
-        ckpt = read_checkpoint(path)
+        ckpt = read_checkpoint(path, trusted=trusted)
     except CheckpointError as e:
-        qmodel = _load_int8_or_none(path)  # `<model>_int8.pth` from the notebook's export
+        qmodel = _load_int8_or_none(path, trusted)  # `<model>_int8.pth` from the notebook's export
         if qmodel is None:
             raise
         if model_name or model_kwargs is not None:
@@ -92,17 +94,17 @@ def load_model(checkpoint, model_name: str | None = None, model_kwargs: dict | N
     return model.eval()
 
 
-def _load_int8_or_none(path: Path) -> nn.Module | None:
+def _load_int8_or_none(path: Path, trusted: bool = False) -> nn.Module | None:
     """The INT8 model in `path` (written by templates.export / deploy.quantize), else None."""
     import warnings
 
     from deploy.quantize import is_int8_file, load_int8
 
-    if not is_int8_file(path):
-        return None
     with warnings.catch_warnings():  # torch 2.13 deprecates the quantized tensor API it uses
         warnings.simplefilter("ignore")
-        return load_int8(path)
+        if not is_int8_file(path, trusted=trusted):
+            return None
+        return load_int8(path, trusted=trusted)
 
 
 def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:

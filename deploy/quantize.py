@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from compat.torch_compat import torch_load
 from templates.export import INT8_FORMAT, quantize_int8
 from templates.models.registry import build_model
 
@@ -42,19 +43,31 @@ def save_int8(qmodel: nn.Module, path, config: dict) -> Path:
     return path
 
 
-def is_int8_file(path) -> bool:
-    """True when `path` is a readable INT8 model file (its `quantized` tag is INT8_FORMAT)."""
+# The dynamically quantized LSTM's packed weights are TorchBind objects (torch.ScriptObject):
+# rebuilding one calls a C++ class that torch itself registered, never Python code from the file.
+_INT8_SAFE_GLOBALS = (torch.ScriptObject,)
+
+
+def _read_int8(path, trusted: bool):
+    return torch_load(Path(path), map_location="cpu", trusted=trusted,
+                      safe_globals=_INT8_SAFE_GLOBALS)
+
+
+def is_int8_file(path, *, trusted: bool = False) -> bool:
+    """True when `path` is a readable INT8 model file (its `quantized` tag is INT8_FORMAT).
+
+    Read weights-only unless `trusted` (see `compat.torch_compat.torch_load`)."""
     try:
-        obj = torch.load(Path(path), map_location="cpu", weights_only=False)
-    except Exception:  # missing, truncated, not a torch file
+        obj = _read_int8(path, trusted)
+    except Exception:  # missing, truncated, not a torch file, refused by the weights-only load
         return False
     return isinstance(obj, dict) and obj.get("quantized") == INT8_FORMAT
 
 
-def load_int8(path) -> nn.Module:
-    """Rebuild an INT8 model written by `save_int8`."""
+def load_int8(path, *, trusted: bool = False) -> nn.Module:
+    """Rebuild an INT8 model written by `save_int8` (read weights-only unless `trusted`)."""
     path = Path(path)
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = _read_int8(path, trusted)
     if not isinstance(obj, dict) or obj.get("quantized") != INT8_FORMAT:
         raise ValueError(f"{path.name}: not an INT8 model file written by save_int8")
     cfg = obj["config"]

@@ -2,9 +2,13 @@
 
 A checkpoint is a dict ``{model, optimizer, scheduler, scaler, epoch, best_val, config, format,
 ...}`` where each component is a ``state_dict``. Old Kaggle runs saved a bare model state_dict
-(the seed's ``KeyError: 'model'``); ``load_checkpoint`` accepts those too. Loading goes through
-``compat.torch_compat.torch_load`` because our dicts hold plain Python/numpy values that
-``weights_only=True`` (the torch >= 2.6 default) refuses.
+(the seed's ``KeyError: 'model'``); ``load_checkpoint`` accepts those too.
+
+Loading never runs code from the file unless the caller says it is trusted: it goes through
+``compat.torch_compat.torch_load``, a weights-only load that also allows numpy arrays and scalars
+(older checkpoints of ours hold a numpy RNG state and numpy scalars). ``save_checkpoint`` writes
+only plain types (numpy values become Python numbers and lists), so its files load weights-only
+on every torch, including the 2.1-2.3 generations without ``add_safe_globals``.
 """
 
 import os
@@ -13,10 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from compat.torch_compat import torch_load
+from compat.torch_compat import UnsafeCheckpointError, torch_load
 
 CHECKPOINT_FORMAT = 1
 
@@ -35,6 +40,24 @@ def _ckpt_state_of(value: Any) -> Any:
         return unwrap_model(value).state_dict()
     if hasattr(value, "state_dict") and callable(value.state_dict):
         return value.state_dict()
+    return value
+
+
+def _ckpt_plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays turned into Python numbers and lists (recursively
+    through dicts, lists and tuples), so that a weights-only load needs no allowlist. Containers
+    without numpy inside are returned as they are (a state_dict keeps its ``_metadata``)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if type(value) in (dict, list, tuple):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        changed = {k: _ckpt_plain(v) for k, v in items}
+        if all(changed[k] is v for k, v in (value.items() if isinstance(value, dict)
+                                             else enumerate(value))):
+            return value
+        return changed if isinstance(value, dict) else type(value)(changed.values())
     return value
 
 
@@ -80,9 +103,9 @@ def save_checkpoint(path, **state) -> Path:
     """Write ``state`` (plus ``format``) to ``path`` atomically (`atomic_write`); return the path.
 
     Modules, optimizers, schedulers and grad scalers may be passed as objects: their
-    ``state_dict()`` is stored.
+    ``state_dict()`` is stored. numpy values are stored as Python numbers and lists.
     """
-    payload = {key: _ckpt_state_of(value) for key, value in state.items()}
+    payload = {key: _ckpt_plain(_ckpt_state_of(value)) for key, value in state.items()}
     payload["format"] = CHECKPOINT_FORMAT
     return atomic_write(path, lambda fh: torch.save(payload, fh))
 
@@ -132,16 +155,24 @@ def strip_wrapper_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_checkpoint(path, map_location="cpu") -> dict:
+def read_checkpoint(path, map_location="cpu", *, trusted: bool = False) -> dict:
     """Read a checkpoint file into our dict form without loading it into anything.
 
-    A bare state_dict comes back as ``{"model": state_dict, "format": 0}``.
+    A bare state_dict comes back as ``{"model": state_dict, "format": 0}``. Nothing in the file
+    runs unless ``trusted`` (full unpickling: only for files you made); a file holding other
+    Python objects raises :class:`CheckpointError` naming the object.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint file not found")
     try:
-        obj = torch_load(path, map_location=map_location)
+        obj = torch_load(path, map_location=map_location, trusted=trusted)
+    except UnsafeCheckpointError as exc:
+        reason = str(exc).split(": ", 1)[-1]
+        raise CheckpointError(
+            f"{path.name}: not loaded: {reason}. Load it as trusted (enhance/demo: "
+            f"--trust-checkpoint) only if you made it or trust its source"
+        ) from exc
     except Exception as exc:  # truncated/corrupt files raise many different types
         raise CheckpointError(
             f"{path.name}: not a readable checkpoint ({type(exc).__name__}: {exc})"
@@ -165,7 +196,8 @@ def read_checkpoint(path, map_location="cpu") -> dict:
 
 
 def load_checkpoint(
-    path, model, optimizer=None, scheduler=None, scaler=None, map_location="cpu"
+    path, model, optimizer=None, scheduler=None, scaler=None, map_location="cpu", *,
+    trusted: bool = False,
 ) -> dict:
     """Load ``path`` into ``model`` (and the optional training objects); return the checkpoint dict.
 
@@ -176,7 +208,7 @@ def load_checkpoint(
     a CPU run's checkpoint resumes on a GPU with AMP.
     """
     path = Path(path)
-    ckpt = read_checkpoint(path, map_location=map_location)
+    ckpt = read_checkpoint(path, map_location=map_location, trusted=trusted)
     state = strip_wrapper_prefix(ckpt["model"])
     try:
         unwrap_model(model).load_state_dict(state)

@@ -149,3 +149,65 @@ def test_cpu_run_checkpoint_resumes_with_an_enabled_grad_scaler(tmp_path):
     load_checkpoint(tmp_path / "last.pth", fresh, torch.optim.Adam(fresh.parameters()), scaler=on)
     assert on.get_scale() == torch.amp.GradScaler("cpu", enabled=True).get_scale()
     assert _same_weights(model, fresh)
+
+
+# ---------------------------------------------------------------- loading never runs file code
+
+
+class _Marker:
+    """Unpickling it writes a file: what a crafted .pth does to whoever loads it."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.path!r}, 'w').write('ran')",))
+
+
+def test_crafted_checkpoint_does_not_run_and_says_how_to_trust(tmp_path):
+    marker = tmp_path / "marker"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": _net().state_dict(), "config": _Marker(marker)}, path)
+    with pytest.raises(CheckpointError) as ei:
+        read_checkpoint(path)
+    assert not marker.exists()
+    msg = str(ei.value)
+    assert msg.startswith("evil.pth: not loaded:") and "--trust-checkpoint" in msg
+    assert "GLOBAL exec" in msg  # names what the file would have run
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path, _net())
+    assert not marker.exists()
+    read_checkpoint(path, trusted=True)  # the explicit opt-in unpickles fully
+    assert marker.exists()
+
+
+def test_old_checkpoints_with_numpy_rng_state_still_load(tmp_path):
+    """What save_checkpoint wrote before it stored plain types: numpy RNG state and scalars."""
+    import numpy as np
+
+    model = _net()
+    path = tmp_path / "old.pth"
+    torch.save({"model": model.state_dict(), "epoch": 3, "best_val": np.float64(0.5),
+                "rng": {"numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+                "history": [{"epoch": 1, "val_loss": np.float32(0.7)}], "format": 1}, path)
+    fresh = _net()
+    got = load_checkpoint(path, fresh)
+    assert _same_weights(model, fresh) and got["best_val"] == 0.5
+    np.random.set_state(got["rng"]["numpy"])
+
+
+def test_save_checkpoint_writes_only_types_a_plain_weights_only_load_reads(tmp_path):
+    """No allowlist needed: torch 2.1-2.3 (no add_safe_globals) read our files weights-only."""
+    import numpy as np
+
+    model = _net()
+    opt = torch.optim.Adam(model.parameters())
+    path = save_checkpoint(tmp_path / "new.pth", model=model, optimizer=opt, epoch=1,
+                           best_val=np.float64(0.5), rng={"numpy": np.random.get_state()},
+                           history=[{"val_loss": np.float32(0.25)}])
+    raw = torch.load(path, weights_only=True)  # torch's own default allowlist only
+    assert raw["best_val"] == 0.5 and type(raw["best_val"]) is float
+    assert raw["history"][0]["val_loss"] == 0.25
+    state = np.random.get_state()
+    np.random.set_state(raw["rng"]["numpy"])  # a list of keys restores like the array did
+    assert np.array_equal(np.random.get_state()[1], state[1])

@@ -69,31 +69,105 @@ class _Cfg:
         self.lr = lr
 
 
-def test_torch_load_reads_checkpoint_with_numpy_and_objects(tmp_path):
+class _Marker:
+    """Unpickling it writes a file: the crafted checkpoint a weights-only load must not run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.path!r}, 'w').write('ran')",))
+
+
+def test_torch_load_reads_numpy_rng_state_and_scalars_weights_only(tmp_path):
+    """Older checkpoints of ours hold numpy scalars and a numpy RNG state: they still load."""
     path = tmp_path / "ckpt.pth"
-    state = {"model": {"w": torch.arange(3.0)}, "best": np.float64(0.25), "cfg": _Cfg(1e-3)}
+    state = {"model": {"w": torch.arange(3.0)}, "best": np.float64(0.25), "n": np.int64(3),
+             "rng": np.random.get_state()}
     torch.save(state, path)
-    if "weights_only" in tc._compat_parameters(torch.load):
-        with pytest.raises(pickle.UnpicklingError):  # the breakage this shim exists for
-            torch.load(path, weights_only=True)
     loaded = tc.torch_load(path)
     assert torch.equal(loaded["model"]["w"], torch.arange(3.0))
-    assert loaded["best"] == 0.25 and loaded["cfg"].lr == 1e-3
+    assert loaded["best"] == 0.25 and loaded["n"] == 3
+    assert np.array_equal(loaded["rng"][1], state["rng"][1])
 
 
-def test_torch_load_passes_weights_only_false_when_named(fake):
-    calls = []
+def test_torch_load_refuses_objects_unless_trusted(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    torch.save({"model": {"w": torch.arange(3.0)}, "cfg": _Cfg(1e-3)}, path)
+    with pytest.raises(tc.UnsafeCheckpointError, match="_Cfg"):
+        tc.torch_load(path)
+    assert tc.torch_load(path, trusted=True)["cfg"].lr == 1e-3
+    assert tc.torch_load(path, safe_globals=[_Cfg])["cfg"].lr == 1e-3  # vouched for
+
+
+@pytest.mark.parametrize("zipped", [True, False])  # False: torch's legacy (pre-1.6) format
+def test_crafted_pickle_does_not_run(tmp_path, zipped):
+    marker = tmp_path / "marker"
+    path = tmp_path / "evil.pth"
+    payload = {"model": {"w": torch.zeros(1)}, "x": _Marker(marker)}
+    torch.save(payload, path, _use_new_zipfile_serialization=zipped)
+    with pytest.raises(pickle.UnpicklingError):
+        tc.torch_load(path)
+    assert not marker.exists()
+    tc.torch_load(path, trusted=True)  # the explicit opt-in does unpickle fully
+    assert marker.read_text() == "ran"
+
+
+def test_torch_load_new_torch_uses_safe_globals_context(fake):
+    calls, entered = [], []
 
     def load(f, map_location=None, pickle_module=None, *, weights_only=None, **pickle_args):
-        calls.append((f, map_location, weights_only, pickle_args))
+        calls.append((f, map_location, weights_only, pickle_args, list(entered)))
         return "ok"
 
-    fake(load=load)
+    class _Ctx:
+        def __init__(self, allowed):
+            self.allowed = allowed
+
+        def __enter__(self):
+            entered.append(len(self.allowed))
+
+        def __exit__(self, *exc):
+            entered.pop()
+
+    ft = fake(load=load)
+    ft.serialization = types.SimpleNamespace(safe_globals=_Ctx)
     assert tc.torch_load("x.pth", map_location="cuda:1") == "ok"
-    assert calls == [("x.pth", "cuda:1", False, {})]
+    (f, loc, weights_only, extra, ctx), = calls
+    assert (f, loc, weights_only, extra) == ("x.pth", "cuda:1", True, {}) and ctx and ctx[0] > 4
+    assert entered == []  # the allowlist is scoped to the call
+    calls.clear()
+    assert tc.torch_load("x.pth", trusted=True) == "ok"
+    assert calls[0][2] is False
 
 
-def test_torch_load_omits_weights_only_on_old_torch(fake):
+def test_torch_load_torch_2_4_adds_safe_globals(fake):
+    added, calls = [], []
+
+    def load(f, map_location=None, pickle_module=None, *, weights_only=None, **pickle_args):
+        calls.append(weights_only)
+        return "ok"
+
+    ft = fake(load=load, version="2.4.1")
+    ft.serialization = types.SimpleNamespace(add_safe_globals=added.extend)
+    assert tc.torch_load("x.pth") == "ok"
+    assert calls == [True]
+    assert np.ndarray in added and not any(isinstance(g, tuple) for g in added)
+
+
+def test_torch_load_torch_2_1_has_no_allowlist(fake):
+    calls = []
+
+    def load(f, map_location=None, pickle_module=None, *, weights_only=False, **pickle_args):
+        calls.append(weights_only)
+        return "ok"
+
+    fake(load=load, version="2.1.2")  # no torch.serialization.safe_globals/add_safe_globals
+    assert tc.torch_load("x.pth") == "ok"
+    assert calls == [True]
+
+
+def test_torch_load_without_weights_only_refuses_unless_trusted(fake):
     calls = []
 
     def load(f, map_location=None, pickle_module=None, **pickle_load_args):
@@ -101,8 +175,11 @@ def test_torch_load_omits_weights_only_on_old_torch(fake):
         calls.append(pickle_load_args)
         return "old"
 
-    fake(load=load)
-    assert tc.torch_load("x.pth") == "old"
+    fake(load=load, version="1.12.1")
+    with pytest.raises(tc.UnsafeCheckpointError, match="cannot load a file without"):
+        tc.torch_load("x.pth")
+    assert calls == []
+    assert tc.torch_load("x.pth", trusted=True) == "old"
     assert calls == [{}]
 
 
