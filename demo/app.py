@@ -1,10 +1,14 @@
 """Gradio demo: upload or record noisy speech, hear the enhanced result, compare spectrograms.
 
     python demo/app.py --checkpoint crn_best.pth [--model NAME] [--host 127.0.0.1] [--port 7860]
+                       [--trust-checkpoint]
 
 Runs locally only: no share link, analytics off (GRADIO_ANALYTICS_ENABLED=False is set before
 gradio is imported), bound to loopback unless --host says otherwise. The enhancement is the
 enhance command's (`deploy.enhance.enhance_array`): any rate, channels enhanced one by one.
+The port is `--port`, else `GRADIO_SERVER_PORT` (Gradio's own convention), else 7860. The
+checkpoint is read like `enhance` reads it: weights-only unless `--trust-checkpoint`; a missing,
+unreadable or refused file, or a bad port, is one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -84,15 +88,51 @@ def build_app(model, title: str = "Speech enhancement"):
     return app
 
 
+DEFAULT_PORT = 7860
+
+
+def resolve_port(port: int | None, env=None) -> int:
+    """`--port`, else `GRADIO_SERVER_PORT`, else 7860; ValueError naming the bad source."""
+    env = os.environ if env is None else env
+    source, value = "--port", port
+    if value is None and env.get("GRADIO_SERVER_PORT"):
+        source, raw = "GRADIO_SERVER_PORT", env["GRADIO_SERVER_PORT"]
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"GRADIO_SERVER_PORT={raw!r}: not a port number; set it to "
+                             f"1-65535 or unset it") from None
+    if value is None:
+        return DEFAULT_PORT
+    if not 1 <= value <= 65535:
+        raise ValueError(f"{source} {value}: a port is 1-65535")
+    return value
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Gradio speech-enhancement demo (local only)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--model", default=None, help="model name (required for bare state_dicts)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=None,
+                   help=f"default: GRADIO_SERVER_PORT, else {DEFAULT_PORT}")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="unpickle the checkpoint fully. RISK: a crafted .pth then runs any code "
+                        "it holds on this machine; only for a file you made or trust")
     args = p.parse_args(argv)
-    model = load_model(args.checkpoint, args.model)
-    build_app(model).launch(server_name=args.host, server_port=args.port, share=False)
+    try:
+        port = resolve_port(args.port)
+        model = load_model(args.checkpoint, args.model, trusted=args.trust_checkpoint)
+    except (OSError, ValueError) as e:  # CheckpointError and EnhanceError are ValueErrors
+        print(f"demo: {e}", file=sys.stderr)
+        return 2
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print("demo: gradio is not installed: pip install -e '.[deploy]' (or pip install gradio)",
+              file=sys.stderr)
+        return 2
+    build_app(model).launch(server_name=args.host, server_port=port, share=False)
     return 0
 
 

@@ -2,6 +2,7 @@
 
     enhance CKPT INPUT [INPUT ...] --out DIR [--model NAME] [--model-kwargs JSON]
             [--chunk-seconds 6] [--overlap-seconds 1] [--vad-gate-db 0] [--vad webrtc|energy]
+            [--trust-checkpoint]
     python -m deploy.enhance ...   (same)
 
 CKPT is one of our checkpoint dicts (its `config` names the model and its kwargs) or a bare
@@ -15,6 +16,10 @@ downmixed), so a stereo file stays stereo with its channel balance; the cost is 
 per channel. Long files go through `enhance_waveform` in overlapping, cross-faded chunks.
 `--vad-gate-db D` attenuates non-speech frames of the enhanced signal by D dB (smoothed), with
 the detector chosen by `--vad` (see deploy/vad.py for why WebRTC is the default).
+
+CKPT is read weights-only: nothing in the file can run code. A file holding other Python objects
+is refused with the object's name; `--trust-checkpoint` unpickles it fully, which runs any code a
+crafted file holds, so it is for files you made or trust only.
 
 CKPT may also be an INT8 file (`<model>_int8.pth` from the notebook's export section or
 `deploy.quantize.save_int8`); it names its own model.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -251,18 +257,55 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector for --vad-gate-db (webrtc: aggressiveness 3)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="unpickle CKPT fully. RISK: a crafted .pth then runs any code it holds "
+                        "on this machine; use it only for a file you made or trust, when the "
+                        "default weights-only load refuses it")
     return p
+
+
+def option_problems(args) -> list[str]:
+    """One line per unusable option value, found before any file is touched."""
+    problems = []
+    chunk, overlap = args.chunk_seconds, args.overlap_seconds
+    if not math.isfinite(chunk) or chunk <= 0:
+        problems.append(f"--chunk-seconds {chunk}: must be a finite number of seconds > 0")
+    if not math.isfinite(overlap) or overlap < 0:
+        problems.append(f"--overlap-seconds {overlap}: must be a finite number of seconds >= 0")
+    elif math.isfinite(chunk) and chunk > 0 and overlap >= chunk:
+        problems.append(f"--overlap-seconds {overlap}: must be less than --chunk-seconds {chunk}")
+    if not math.isfinite(args.vad_gate_db) or args.vad_gate_db < 0:
+        problems.append(f"--vad-gate-db {args.vad_gate_db}: must be a finite number of dB >= 0 "
+                        f"(0: off)")
+    if args.threads is not None and args.threads < 1:
+        problems.append(f"--threads {args.threads}: must be at least 1")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        problems.append(f"--out {out}: is a file; give a folder for the enhanced wavs")
+    else:
+        parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            problems.append(f"--out {out}: {parent} cannot be written; choose another folder")
+    for item in args.inputs:
+        if not Path(item).exists():
+            problems.append(f"{item}: no such file or folder")
+    return problems
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    problems = option_problems(args)
+    if problems:  # once, up front: not once per input file
+        for line in problems:
+            print(f"enhance: {line}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         kwargs = json.loads(args.model_kwargs) if args.model_kwargs else None
         if kwargs is not None and not isinstance(kwargs, dict):
             raise EnhanceError(f"--model-kwargs must be a JSON object, got {args.model_kwargs!r}")
-        model = load_model(args.checkpoint, args.model, kwargs)
+        model = load_model(args.checkpoint, args.model, kwargs, trusted=args.trust_checkpoint)
         if args.vad_gate_db > 0:
             from deploy.vad import make_detector
 
