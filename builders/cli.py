@@ -25,6 +25,7 @@ from builders.metadata import (
 )
 from builders.render import REPO_ROOT, build_notebook, write_notebook
 from builders.spec import ModelSpec
+from builders.validate import option_problems, out_problems, parameter_problems, user_problem
 
 RUNS_DIR = REPO_ROOT / "runs"
 #: Where a push renders its folder by default: ignored by git (.gitignore), never committed.
@@ -56,6 +57,23 @@ class PushRefused(RuntimeError):
         self.exit_code = exit_code
 
 
+class BuildRefused(ValueError):
+    """Inputs a notebook cannot be built from; ``problems`` has one line per broken input."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def build_problems(spec: ModelSpec, folder: Path, params: dict[str, Any], user: str,
+                   user_source: str = "--user") -> list[str]:
+    """One line per input a build would refuse: parameters (``RunConfig``'s rules, reported
+    under their options), the push folder and the Kaggle user."""
+    flags = {name: flag for flag, name, _t, _h in _OVERRIDES}
+    problems = parameter_problems(params, flags) + out_problems(folder, spec)
+    return problems + [p for p in [user_problem(user, user_source)] if p]
+
+
 def _no_user_message(ref: str, action: str = "push") -> str:
     return (f"refusing to {action} {ref}: no Kaggle user; pass --user NAME or set KAGGLE_USERNAME "
             f"(with KAGGLE_KEY), or put your token in ~/.kaggle/kaggle.json")
@@ -83,13 +101,18 @@ def build(
     """Render the notebook and its kernel-metadata.json into ``out`` (``notebooks/<name>``).
 
     ``accelerator`` is a machine shape already checked by ``resolve_accelerator``; ``image`` the
-    ``docker_image_fields`` for a pinned environment.
+    ``docker_image_fields`` for a pinned environment. Raises :class:`BuildRefused` before
+    anything is rendered or written when a parameter breaks ``RunConfig``'s rules, ``user`` is
+    not a Kaggle user name or ``out`` cannot take the files.
     """
     folder = Path(out) if out is not None else REPO_ROOT / "notebooks" / spec.name
     params = {**spec.default_parameters(), **(overrides or {})}
+    problems = build_problems(spec, folder, params, user)
+    if problems:
+        raise BuildRefused(problems)
     nb = build_notebook(spec, params)
-    notebook = write_notebook(nb, folder / spec.notebook_file)
     meta = kernel_metadata(spec, user=user, accelerator=accelerator, private=private, image=image)
+    notebook = write_notebook(nb, folder / spec.notebook_file)
     meta_file = write_metadata(meta, folder)
     return BuildResult(folder, notebook, meta_file, meta, params)
 
@@ -194,6 +217,22 @@ def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
     args = parse_args(spec, argv)
     user = args.user or kaggle_username()
     ref = f"{user}/{spec.slug}"
+    overrides = {name: getattr(args, flag[2:].replace("-", "_"))
+                 for flag, name, _t, _h in _OVERRIDES
+                 if getattr(args, flag[2:].replace("-", "_")) is not None}
+    out = args.out if args.out is not None or not args.push else STAGING_DIR / spec.name
+    # Every bad input at once, one line each, before any render, request or write.
+    user_source = "--user" if args.user else "KAGGLE_USERNAME / kaggle.json user"
+    problems = option_problems(args)
+    if args.status or args.fetch or args.logs:
+        problems += [p for p in [user_problem(user, user_source)] if p]
+    else:
+        problems += build_problems(spec, out or REPO_ROOT / "notebooks" / spec.name,
+                                   {**spec.default_parameters(), **overrides}, user, user_source)
+    if problems:
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     if args.push or args.status or args.fetch or args.logs:
         # The cheap refusals come first: before the render, the minutes-long smoke gate and
         # rehearsal, or any request; nothing is written when they refuse.
@@ -222,13 +261,13 @@ def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
     if note:
         print(note, file=sys.stderr)
 
-    overrides = {name: getattr(args, flag[2:].replace("-", "_"))
-                 for flag, name, _t, _h in _OVERRIDES
-                 if getattr(args, flag[2:].replace("-", "_")) is not None}
     try:
-        out = args.out if args.out is not None or not args.push else STAGING_DIR / spec.name
         result = build(spec, out=out, overrides=overrides, user=user,
                        accelerator=accelerator, private=args.private, image=image)
+    except BuildRefused as exc:
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -351,9 +351,15 @@ def notebook_text(nb: NotebookNode) -> str:
 
 
 def write_notebook(nb: NotebookNode, path: Path) -> Path:
+    """Write ``nb`` atomically: a failed write leaves the previous notebook, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(notebook_text(nb), encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(notebook_text(nb), encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -16,6 +16,7 @@ N_FFT = 512
 HOP = 256
 
 EVAL_MODES = ("full", "first3")
+LOSS_NAMES = ("mag_l1", "si_sdr", "mrstft")  # templates.losses.build_loss builds each
 
 
 @dataclass
@@ -55,6 +56,30 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` listing every bad value (all at once, not the first only)."""
+        errors = self.problems()
+        if errors:
+            raise ValueError("invalid RunConfig: " + "; ".join(errors))
+
+    @classmethod
+    def problems_in(cls, values: dict[str, Any]) -> list[str]:
+        """``problems()`` of the config ``values`` describe (defaults for the rest), without
+        raising: what a builder checks before it renders a notebook. Unknown keys are problems."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        errors = [f"{k} is not a RunConfig field (known: {', '.join(sorted(known))})"
+                  for k in sorted(set(values) - set(known))]
+        cfg = object.__new__(cls)  # unvalidated: __post_init__ would raise on the first call
+        for name, f in known.items():
+            if name in values:
+                value = values[name]
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                value = f.default
+            setattr(cfg, name, value)
+        return errors + cfg.problems()
+
+    def problems(self) -> list[str]:
+        """One line per bad field, each starting with the field's name and saying its rule."""
         errors: list[str] = []
 
         def _int_at_least(name: str, low: int, optional: bool = False) -> None:
@@ -95,6 +120,8 @@ class RunConfig:
             errors.append(f"plateau_factor must be strictly between 0 and 1, got {pf!r}")
         if self.eval_mode not in EVAL_MODES:
             errors.append(f"eval_mode must be one of {list(EVAL_MODES)}, got {self.eval_mode!r}")
+        if isinstance(self.loss, str) and self.loss and self.loss not in LOSS_NAMES:
+            errors.append(f"loss must be one of {list(LOSS_NAMES)}, got {self.loss!r}")
         for name in ("model", "data_dir", "work_dir", "loss"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
@@ -103,8 +130,7 @@ class RunConfig:
             errors.append(f"smoke must be True or False, got {self.smoke!r}")
         if not isinstance(self.model_kwargs, dict):
             errors.append(f"model_kwargs must be a dict, got {type(self.model_kwargs).__name__}")
-        if errors:
-            raise ValueError("invalid RunConfig: " + "; ".join(errors))
+        return errors
 
     @property
     def crop_samples(self) -> int:
