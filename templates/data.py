@@ -28,8 +28,16 @@ DATASET_FOLDERS = {
 _EXTRACTED_MARKER = ".extracted"
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetError(Exception):
+    """The dataset cannot be used as given; the message names the folder or archive."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """The wav folders (or their archives) are not where we looked; the message says which."""
+
+
+class DatasetArchiveError(DatasetError):
+    """A ``.7z`` archive could not be extracted (corrupt, truncated, encrypted, no space)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,7 @@ def _extract_7z(archive: Path, dest: Path) -> Path:
     The marker must name THIS archive (path, size, mtime): a cache folder shared between datasets
     (``smoke/check_data.py``'s default) never serves one dataset's files for another. Unpacks
     into a temporary sibling first so an interrupted extraction is never mistaken for a finished
-    one.
+    one, and removes it when extraction fails (:class:`DatasetArchiveError` naming the archive).
     """
     marker = dest / _EXTRACTED_MARKER
     stamp = _archive_stamp(archive)
@@ -156,8 +164,19 @@ def _extract_7z(archive: Path, dest: Path) -> Path:
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    with py7zr.SevenZipFile(archive, mode="r") as z:
-        z.extractall(path=partial)
+    try:
+        with py7zr.SevenZipFile(archive, mode="r") as z:
+            z.extractall(path=partial)
+    except Exception as e:  # py7zr raises many types for a damaged file (Bad7zFile, EOFError, ...)
+        shutil.rmtree(partial, ignore_errors=True)
+        hint = ("no space left to extract it; free disk space or choose another work folder"
+                if isinstance(e, OSError) and getattr(e, "errno", None) == 28 else
+                "the archive is damaged or truncated; download it again")
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DatasetArchiveError(
+            f"cannot extract {archive} ({type(e).__name__}{': ' + detail if detail else ''}): "
+            f"{hint}"
+        ) from e
     (partial / _EXTRACTED_MARKER).write_text(stamp)
     shutil.rmtree(dest, ignore_errors=True)
     partial.rename(dest)
