@@ -7,6 +7,8 @@ Reads every ``runs/<slug>/v<N>/`` folder (written by ``kaggle_ops.fetch_outputs`
 markdown, one row per summary: model, kernel and version, enhanced PESQ/STOI/SI-SDR, their deltas
 against the noisy input, the noisy baseline, parameters, best epoch and training time. A run
 folder without a usable summary is listed below the table with the reason, never dropped.
+With no fetched run at all it writes nothing and exits 2; when no run has a usable summary it
+lists why on stderr, writes nothing and exits 1.
 """
 
 from __future__ import annotations
@@ -200,19 +202,43 @@ def format_table(rows: list[RunRow], problems: list[RunProblem], runs_dir: Path)
     return "\n".join(lines) + "\n"
 
 
+class NothingToCompare(ValueError):
+    """No fetched run has a usable summary; ``exit_code`` 2 when there is no run at all, 1 when
+    runs exist but none has a usable summary (the message lists why)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def write_comparison(runs_dir: Path, out: Path | None) -> str:
-    """Build the table for ``runs_dir``, write it to ``out`` (when given) and return it."""
+    """Build the table for ``runs_dir``, write it to ``out`` (when given) and return it.
+
+    Raises :class:`NothingToCompare` (and writes nothing) when no run has a usable summary.
+    """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"{runs_dir}: no such runs folder (fetch a run first)")
     rows, problems = collect_runs(runs_dir)
+    if not rows and not problems:
+        raise NothingToCompare(
+            f"{runs_dir}: no fetched run to compare; fetch one first with "
+            f"python builders/<model>.py --fetch", exit_code=2)
+    if not rows:
+        raise NothingToCompare(
+            f"{runs_dir}: none of the {len(problems)} fetched run(s) has a usable summary, "
+            f"nothing written:\n" + "\n".join(f"  {p.ref} v{p.version}: {p.reason}"
+                                               for p in problems), exit_code=1)
     text = format_table(rows, problems, runs_dir)
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
     return text
 
 
@@ -226,10 +252,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs is None:
         args.runs = DEFAULT_RUNS
     out = args.out if args.out is not None else args.runs / "comparison.md"
+    if out.is_dir():
+        print(f"error: --out {out}: is a folder; give the markdown file to write", file=sys.stderr)
+        return 2
+    blocker = next((p for p in out.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        print(f"error: --out {out}: {blocker} is a file, not a folder", file=sys.stderr)
+        return 2
     try:
         text = write_comparison(args.runs, out)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NothingToCompare as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"error: --out {out}: cannot write it ({exc.strerror or exc})", file=sys.stderr)
         return 2
     print(text, end="")
     print(f"wrote {out}", file=sys.stderr)

@@ -349,16 +349,22 @@ def build_local_dataset(
     lo_snr, hi_snr = (snr_db, snr_db) if np.isscalar(snr_db) else snr_db
     if n_train < 1 or n_test < 1:
         raise ValueError(f"need at least one train and one test pair, got {n_train}/{n_test}")
-    if not 0.25 < lo_s <= hi_s:
-        raise ValueError(f"seconds range {seconds} must satisfy 0.25 < low <= high")
+    if not 0.25 < lo_s <= hi_s or not math.isfinite(hi_s) or hi_s > 3600:
+        raise ValueError(f"seconds range {seconds} must satisfy 0.25 < low <= high <= 3600")
+    if not (math.isfinite(lo_snr) and math.isfinite(hi_snr) and lo_snr <= hi_snr):
+        raise ValueError(f"SNR range {snr_db} must be finite numbers of dB with low <= high")
     out = Path(out)
+    blocker = next((p for p in [out, *out.parents] if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f"--out {out}: {blocker} is a file; give a folder for the dataset")
+    # Fetch the real material before touching `out`: a failed download leaves it as it was.
+    sources = _RealSources(fetch_real_sources(cache_dir)) if real else None
     out.mkdir(parents=True, exist_ok=True)
     for noisy_dir, clean_dir in SPLITS:
         for name in (noisy_dir, clean_dir):
             shutil.rmtree(out / name, ignore_errors=True)
             (out / f"{name}.7z").unlink(missing_ok=True)
             (out / name).mkdir()
-    sources = _RealSources(fetch_real_sources(cache_dir)) if real else None
 
     manifest = []
     counts = (n_train, n_test)
@@ -425,6 +431,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help=f"where --real keeps the packages (default {DEFAULT_CACHE})")
     args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed {args.seed}: must be >= 0")
     for opt in ("seconds", "snr"):
         if len(getattr(args, opt)) > 2:
             parser.error(f"--{opt} takes one value or a LOW HIGH pair")
@@ -435,9 +443,15 @@ def main(argv=None) -> int:
             args.out, n_train=args.train, n_test=args.test, seconds=seconds, seed=args.seed,
             archives=args.archives, real=args.real, snr_db=snr, cache_dir=args.cache_dir,
         )
-    except (RealDataError, ValueError) as exc:
+    except ValueError as exc:  # an option out of range or an --out that cannot be a folder
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RealDataError as exc:  # the real material could not be fetched: nothing was changed
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. --out not writable
+        print(f"error: {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(summarize(out))
     return 0
 

@@ -106,9 +106,9 @@ def test_order_is_deterministic(tmp_path):
 def test_empty_and_missing_runs_folder(tmp_path, capsys):
     runs = tmp_path / "runs"
     runs.mkdir()
-    assert compare.main(["--runs", str(runs)]) == 0
-    assert "No fetched run has a usable summary yet." in (runs / "comparison.md").read_text()
-    capsys.readouterr()
+    assert compare.main(["--runs", str(runs)]) == 2  # nothing fetched: no empty table
+    assert "no fetched run to compare" in capsys.readouterr().err
+    assert not (runs / "comparison.md").exists()
     assert compare.main(["--runs", str(tmp_path / "nope")]) == 2
     assert "nope: no such runs folder" in capsys.readouterr().err
 

@@ -129,7 +129,7 @@ def test_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "train: 3 pairs, 1.0-1.0 s" in out and "SNR 5.0-5.0 dB" in out
     assert "test: 1 pairs" in out
-    assert main(["--out", str(tmp_path / "bad"), "--seconds", "0.1"]) == 1
+    assert main(["--out", str(tmp_path / "bad"), "--seconds", "0.1"]) == 2
     assert "seconds range" in capsys.readouterr().err
 
 
