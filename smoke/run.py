@@ -197,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="local dataset in the Kaggle layout for the "
                         "rehearsal (default: generated with .7z archives)")
     args = parser.parse_args(argv)
+    if args.data is not None:  # up front: not after minutes of checks
+        if not args.rehearse:
+            parser.error(f"--data {args.data}: only the rehearsal reads it; add --rehearse")
+        if not args.data.is_dir():
+            parser.error(f"--data {args.data}: no such folder (a dataset in the Kaggle layout: "
+                         f"train/, y_train/, test/, y_test/ or their .7z archives)")
     models = args.model or list(MODELS)
     report = run_smoke(models, rehearse=args.rehearse, data=args.data)
     print()
