@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs is None:
         args.runs = DEFAULT_RUNS
     out = args.out if args.out is not None else args.runs / "comparison.md"
+    if not args.runs.is_dir():
+        print(f"error: {args.runs}: no such runs folder (fetch a run first)", file=sys.stderr)
+        return 2
     if out.is_dir():
         print(f"error: --out {out}: is a folder; give the markdown file to write", file=sys.stderr)
         return 2
