@@ -27,7 +27,9 @@ CKPT may also be an INT8 file (`<model>_int8.pth` from the notebook's export sec
 A file that cannot be read or written is reported (`x.wav: cannot read: ...`) and skipped, and so
 is an input whose output path is taken (two inputs named `x.wav`, or `--out` pointing at the
 input folder: inputs are never overwritten); the command exits 1 when any file failed, after a
-summary line, and 2 when the checkpoint or options are unusable.
+summary line, and 2 when the checkpoint or options are unusable: those (a chunk length, a gate,
+an input path that does not exist, an --out that is a file) are refused once, before any file
+is read or written.
 """
 
 from __future__ import annotations
