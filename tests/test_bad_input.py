@@ -438,8 +438,11 @@ def test_demo_bad_input(case, argv, env, code, culprits, files, tmp_path, capsys
     ([], {}, 7860),
 ])
 def test_demo_port_follows_gradio_convention(argv, env, port, files, monkeypatch):
+    import types
+
     from demo import app
 
+    monkeypatch.setitem(sys.modules, "gradio", types.ModuleType("gradio"))  # seconds to import
     monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -468,6 +471,7 @@ ENTRY_CASES = [
 ]
 
 
+@pytest.mark.slow  # a fresh interpreter per command (torch imports): seconds each
 @pytest.mark.parametrize("script,argv,code,culprit", ENTRY_CASES, ids=[c[0] for c in ENTRY_CASES])
 def test_entry_points_print_no_traceback(script, argv, code, culprit, files, datasets, tmp_path,
                                          repo_before):
