@@ -291,6 +291,8 @@ def option_problems(args) -> list[str]:
     for item in args.inputs:
         if not Path(item).exists():
             problems.append(f"{item}: no such file or folder")
+        elif Path(item).is_dir() and not collect_inputs([item]):
+            problems.append(f"{item}: no {' or '.join(AUDIO_SUFFIXES)} files in this folder")
     return problems
 
 

@@ -377,6 +377,8 @@ ENHANCE_CASES = [
                          "--model-kwargs", "{{bad"], 2, ["--model-kwargs is not valid JSON"]),
     ("missing input", ["{files}/ours.pth", "{tmp}/nope.wav", "--out", "{tmp}/o"], 2,
      ["nope.wav: no such file or folder"]),
+    ("folder without audio", ["{files}/ours.pth", "{tmp}", "--out", "{tmp}/o"], 2,
+     ["no .wav or .flac files in this folder"]),
     ("out is a file", ["{files}/ours.pth", "{files}/a.wav", "--out", "{files}/plain.txt"], 2,
      ["--out", "plain.txt: is a file"]),
     ("no --out", ["{files}/ours.pth", "{files}/a.wav"], 2, ["--out"]),
