@@ -163,6 +163,8 @@ def read_checkpoint(path, map_location="cpu", *, trusted: bool = False) -> dict:
     Python objects raises :class:`CheckpointError` naming the object.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; give the checkpoint file (.pth) in it")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint file not found")
     try:
