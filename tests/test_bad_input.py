@@ -133,6 +133,7 @@ BUILDER_CASES = [
     ("status interval 0", ["--status", "--interval", "0"], 2, ["--interval 0.0"]),
     ("status timeout nan", ["--status", "--wait", "--timeout", "nan"], 2, ["--timeout nan"]),
     ("fetch version 0", ["--fetch", "--version", "0"], 2, ["--version 0"]),
+    ("logs version -1", ["--logs", "--version=-1"], 2, ["--version -1"]),
     ("push missing data", ["--push", "--data", "{tmp}/nope"], 2, ["--data", "nope: no such folder"]),
 ]
 
