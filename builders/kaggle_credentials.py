@@ -9,8 +9,9 @@ both. The rules mirror kaggle 2.2.5 / kagglesdk 0.1.38:
   ``$XDG_CONFIG_HOME/kaggle`` (default ``~/.config/kaggle``). The file is ``kaggle.json``.
 - ``KaggleApi.read_config_environment``: every ``KAGGLE_<NAME>`` variable overrides the file's
   ``<name>`` (so ``KAGGLE_USERNAME`` wins over kaggle.json's ``username``).
-- ``kagglesdk.kaggle_env.get_access_token_from_env``: ``KAGGLE_API_TOKEN``, else
-  ``~/.kaggle/access_token`` (or ``access_token.txt``); the client asks Kaggle for the user name.
+- ``kagglesdk.kaggle_env.get_access_token_from_env``: ``KAGGLE_API_TOKEN`` (the token, or the
+  path of a file holding it), else ``~/.kaggle/access_token`` (or ``access_token.txt``); the
+  client asks Kaggle for the user name.
 
 Nothing here imports the client (its import prints a banner and creates the config folder), and
 secret values are returned only to be kept out of files, never printed.
@@ -69,19 +70,42 @@ def kaggle_username(env: Mapping[str, str] | None = None, home: Path | None = No
     return username if isinstance(username, str) and username else PLACEHOLDER_USER
 
 
+def _token_from_env(home: Path) -> str | None:
+    """The access token the client would use (kagglesdk
+    ``get_access_token_from_env``): ``KAGGLE_API_TOKEN`` (a token, or the path of a file holding
+    one), else ``~/.kaggle/access_token`` or ``access_token.txt``."""
+    token = os.environ.get("KAGGLE_API_TOKEN")
+    if token:
+        if not Path(token).exists():
+            return token
+        files = [Path(token)]  # the client reads this file and looks no further
+    else:
+        files = [home / ".kaggle" / "access_token", home / ".kaggle" / "access_token.txt"]
+    for token_file in files:
+        if not token_file.is_file():
+            continue
+        try:
+            file_token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KaggleCredentialsError(f"{token_file}: cannot read ({exc}). {CREDENTIALS_HELP}") from exc
+        if file_token:
+            return file_token
+    return None
+
+
 def check_credentials(warn: Callable[[str], None] | None = None) -> list[str]:
     """Make sure the client will find credentials; return the secret strings (never printed).
 
-    Sources, as the client reads them: KAGGLE_USERNAME + KAGGLE_KEY, kaggle.json (see
-    :func:`kaggle_config_dir`), or an access token (KAGGLE_API_TOKEN, ~/.kaggle/access_token).
-    Warns when kaggle.json is readable by other users. Raises ``KaggleCredentialsError`` otherwise.
+    Sources, as the client reads them: an access token (KAGGLE_API_TOKEN, ~/.kaggle/access_token),
+    or a user name and key from kaggle.json (see :func:`kaggle_config_dir`) with each
+    ``KAGGLE_<NAME>`` variable overriding the file's ``<name>`` (``read_config_environment``: so
+    KAGGLE_USERNAME with the key from the file is enough). Warns when kaggle.json is readable by
+    other users. Raises ``KaggleCredentialsError`` otherwise.
     """
     warn = warn or (lambda message: print(message, file=sys.stderr))
     secrets: list[str] = []
-    found = False
-    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
-        secrets.append(os.environ["KAGGLE_KEY"])
-        found = True
+    config: dict = {}
+    file_error: Exception | None = None
     path = kaggle_json_path()
     if path.is_file():
         mode = path.stat().st_mode
@@ -91,30 +115,24 @@ def check_credentials(warn: Callable[[str], None] | None = None) -> list[str]:
         try:
             data = json.loads(path.read_text(encoding="utf-8") or "{}")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            if not found:
-                raise KaggleCredentialsError(f"{path}: not valid JSON ({exc}). {CREDENTIALS_HELP}") from exc
-            data = {}
-        if isinstance(data, dict) and data.get("username") and data.get("key"):
-            secrets.append(str(data["key"]))
-            found = True
-    token = os.environ.get("KAGGLE_API_TOKEN")
-    home = Path(os.path.expanduser("~"))
-    token_files = [home / ".kaggle" / "access_token", home / ".kaggle" / "access_token.txt"]
+            file_error = exc
+        else:
+            if isinstance(data, dict):
+                config.update(data)
+                if data.get("key"):
+                    secrets.append(str(data["key"]))
+    for name, value in os.environ.items():
+        if name.startswith("KAGGLE_"):
+            config[name.replace("KAGGLE_", "", 1).lower()] = value
+    if os.environ.get("KAGGLE_KEY"):
+        secrets.append(os.environ["KAGGLE_KEY"])
+    found = bool(config.get("username") and config.get("key"))
+    token = _token_from_env(Path(os.path.expanduser("~")))
     if token:
         secrets.append(token)
         found = True
-    else:
-        for token_file in token_files:
-            if not token_file.is_file():
-                continue
-            try:
-                file_token = token_file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise KaggleCredentialsError(f"{token_file}: cannot read ({exc}). {CREDENTIALS_HELP}") from exc
-            if file_token:
-                secrets.append(file_token)
-                found = True
-                break
     if not found:
+        if file_error is not None:
+            raise KaggleCredentialsError(f"{path}: not valid JSON ({file_error}). {CREDENTIALS_HELP}") from file_error
         raise KaggleCredentialsError(CREDENTIALS_HELP)
     return [s for s in secrets if s]

@@ -538,6 +538,38 @@ def test_unreadable_access_token_is_a_credentials_error(tmp_path, monkeypatch):
         kaggle_ops.check_credentials()
 
 
+def test_user_from_environment_key_from_kaggle_json_as_the_client_merges_them(fake, tmp_path, monkeypatch):
+    """kaggle 2.2.5 read_config_environment: each KAGGLE_<NAME> overrides kaggle.json's <name>,
+    so KAGGLE_USERNAME plus the file's key authenticates; the check must not refuse it."""
+    monkeypatch.delenv("KAGGLE_KEY")
+    path = tmp_path / "home" / ".kaggle" / "kaggle.json"
+    path.write_text(json.dumps({"key": KEY}))
+    path.chmod(0o600)
+    assert kaggle_ops.check_credentials() == [KEY]
+    fake.versions[REF] = 1
+    assert kernel_status(REF, echo=lambda _: None, retry=FAST) == "complete"  # the client agrees
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    with pytest.raises(KaggleCredentialsError):  # a key without a user name is not enough
+        kaggle_ops.check_credentials()
+
+
+def test_access_token_given_as_a_file_path_is_read_as_the_client_reads_it(tmp_path, monkeypatch):
+    """kagglesdk get_access_token_from_env: KAGGLE_API_TOKEN may name a file holding the token;
+    the secret kept out of pushed files is the token, not the path."""
+    home = tmp_path / "home"
+    home.mkdir()
+    _clean_env(monkeypatch, home)
+    token_file = tmp_path / "token"
+    token_file.write_text("KGAT_0123456789abcdef\n")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", str(token_file))
+    assert kaggle_ops.check_credentials() == ["KGAT_0123456789abcdef"]
+    token_file.write_text("")  # the client then has no token and looks no further
+    (home / ".kaggle").mkdir()
+    (home / ".kaggle" / "access_token").write_text("KGAT_other")
+    with pytest.raises(KaggleCredentialsError):
+        kaggle_ops.check_credentials()
+
+
 def test_failure_classes_tls_is_final_408_is_transient():
     import requests
 
