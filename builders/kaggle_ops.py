@@ -304,7 +304,7 @@ def push_notebook(
     notebook = folder / meta["code_file"]
     _refuse_leaked_secrets([notebook, folder / METADATA_FILE], secrets)
     notebook_sha = ledger.sha256_file(notebook)
-    commit, dirty = ledger.git_state(_TOOLKIT_ROOT)
+    commit, dirty = ledger.git_state(_TOOLKIT_ROOT, exclude=[Path(runs_dir)])
     api = load_api(retry)
     before = _check_not_busy(api, ref, force, retry, echo)
     echo(gpu_quota_line(api, retry))

@@ -13,6 +13,7 @@ import os
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 LEDGER_NAME = "ledger.jsonl"
 
@@ -38,15 +39,28 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def git_state(repo: Path) -> tuple[str | None, bool | None]:
-    """``(commit, dirty)`` of the git checkout at ``repo``; ``(None, None)`` outside git."""
+def git_state(repo: Path, exclude: Iterable[Path] = ()) -> tuple[str | None, bool | None]:
+    """``(commit, dirty)`` of the git checkout at ``repo``; ``(None, None)`` outside git.
+
+    Dirty means uncommitted changes to tracked files, except under the folders in ``exclude``
+    that lie inside ``repo`` (the runs folder: every push and fetch appends to its ledger, which
+    says nothing about the code a notebook was rendered from).
+    """
+    pathspecs = []
+    for folder in exclude:
+        try:
+            rel = Path(folder).resolve().relative_to(Path(repo).resolve())
+        except ValueError:  # outside the checkout: git does not see it anyway
+            continue
+        pathspecs.append(f":(exclude){rel.as_posix()}")
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"],
             capture_output=True, text=True, check=True, timeout=30,
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no",
+             *(["--", *pathspecs] if pathspecs else [])],
             capture_output=True, text=True, check=True, timeout=30,
         ).stdout
     except (OSError, subprocess.SubprocessError):

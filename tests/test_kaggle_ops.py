@@ -219,6 +219,26 @@ def test_push_success_writes_ledger(fake, tmp_path, runs, capsys):
     assert ledger.latest_push(runs, REF)["version"] == 2
 
 
+def test_committed_ledger_lines_do_not_make_the_next_push_dirty(fake, tmp_path, runs, monkeypatch):
+    """runs/ledger.jsonl is worth committing (runs/README.md); the line the last push appended
+    is not a change to the code the next notebook is rendered from."""
+    repo = tmp_path / "toolkit"
+    repo.mkdir()
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    (repo / "model.py").write_text("x = 1\n")
+    ledger.append_record(repo / "runs", {"event": "fetch", "ref": REF, "version": 0})
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "with the ledger")
+    monkeypatch.setattr(kaggle_ops, "_TOOLKIT_ROOT", repo)
+    folder = make_push_folder(tmp_path)
+    first = push_notebook(folder, runs_dir=repo / "runs", params={}, accelerator="", retry=FAST)
+    second = push_notebook(folder, runs_dir=repo / "runs", params={}, accelerator="", retry=FAST)
+    assert (first["git_dirty"], second["git_dirty"]) == (False, False)
+    (repo / "model.py").write_text("x = 2\n")  # a real uncommitted change still shows
+    assert push_notebook(folder, runs_dir=repo / "runs", params={}, accelerator="", retry=FAST)["git_dirty"]
+
+
 def test_secret_in_params_is_redacted(fake, tmp_path, runs):
     folder = make_push_folder(tmp_path)
     record = push_notebook(folder, runs_dir=runs, params={"note": f"key={KEY}"}, accelerator="")

@@ -70,3 +70,22 @@ def test_git_state(tmp_path):
     assert ledger.git_state(repo) == (head, False)
     (repo / "f.txt").write_text("two")
     assert ledger.git_state(repo) == (head, True)
+
+
+def test_git_state_ignores_the_runs_folder_it_is_told_to(tmp_path):
+    """A committed ledger gains a line on every push and fetch: that is not uncommitted code."""
+    repo = tmp_path / "repo"
+    (repo / "runs").mkdir(parents=True)
+    run = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    (repo / "f.txt").write_text("one")
+    ledger.append_record(repo / "runs", {"event": "push", "ref": "a/b", "version": 1})
+    run("add", "-A")
+    run("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "c")
+    ledger.append_record(repo / "runs", {"event": "fetch", "ref": "a/b", "version": 1})
+    commit, dirty = ledger.git_state(repo, exclude=[repo / "runs"])
+    assert commit and dirty is False
+    assert ledger.git_state(repo)[1] is True  # without exclude the ledger line counts
+    assert ledger.git_state(repo, exclude=[tmp_path / "elsewhere"])[1] is True
+    (repo / "f.txt").write_text("two")
+    assert ledger.git_state(repo, exclude=[repo / "runs"])[1] is True
