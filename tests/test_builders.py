@@ -135,6 +135,24 @@ def test_pin_image_and_docker_image_go_into_the_metadata(tmp_path, capsys):
     assert "docker_image_pinning_type" not in meta and "docker_image" not in meta
 
 
+def test_plain_render_keeps_the_placeholder_owner_in_the_committed_folder(tmp_path, monkeypatch):
+    """Re-rendering notebooks/<model>/ on a machine with Kaggle credentials (every user's) must
+    reproduce the committed files byte for byte: the owner comes from the credentials only for
+    an action that talks to Kaggle, or a render elsewhere (--out); --user always wins."""
+    from builders import cli
+
+    monkeypatch.setenv("KAGGLE_USERNAME", "bob")
+    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)
+    assert dpt.main([]) == 0
+    rendered = tmp_path / "notebooks" / "dpt" / "kernel-metadata.json"
+    assert rendered.read_bytes() == (REPO_ROOT / "notebooks" / "dpt" / "kernel-metadata.json").read_bytes()
+    assert json.loads(rendered.read_text())["id"] == f"{PLACEHOLDER_USER}/{dpt.SPEC.slug}"
+    assert dpt.main(["--user", "carol"]) == 0
+    assert json.loads(rendered.read_text())["id"] == f"carol/{dpt.SPEC.slug}"
+    assert dpt.main(["--out", str(tmp_path / "mine")]) == 0
+    assert json.loads((tmp_path / "mine" / "kernel-metadata.json").read_text())["id"] == f"bob/{dpt.SPEC.slug}"
+
+
 def test_username_from_env_then_kaggle_json_then_placeholder(tmp_path):
     assert kaggle_username({"KAGGLE_USERNAME": "envuser"}, home=tmp_path) == "envuser"
     assert kaggle_username({}, home=tmp_path) == PLACEHOLDER_USER
