@@ -34,6 +34,13 @@ CREDENTIALS_HELP = (
     "(KAGGLE_CONFIG_DIR moves the kaggle.json folder)."
 )
 
+#: After Kaggle answered 401: credentials were found, and refused.
+REJECTED_HELP = (
+    "Kaggle refused the credentials the client found (a revoked or mistyped key or token, or a "
+    "user name that does not go with the key): create a new one at kaggle.com > Settings > API "
+    "and replace the old one in kaggle.json, KAGGLE_KEY or KAGGLE_API_TOKEN."
+)
+
 
 class KaggleCredentialsError(RuntimeError):
     """No usable Kaggle credentials (builder CLI exit code 2). The message is fit to print."""

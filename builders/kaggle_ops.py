@@ -34,6 +34,7 @@ from typing import Any, Callable
 from builders import ledger
 from builders.kaggle_credentials import (  # noqa: F401 - part of this module's interface
     PLACEHOLDER_USER,
+    REJECTED_HELP,
     KaggleCredentialsError,
     check_credentials,
     kaggle_json_path,
@@ -252,7 +253,7 @@ def _push_once(api, folder: Path, ref: str, shape: str, before: int | None, retr
         except Exception as exc:  # noqa: BLE001 - classified below
             transient, reason, credentials = describe_failure(exc, retry.request_timeout)
             if credentials:
-                raise KaggleCredentialsError(f"push of {ref} failed: {reason}") from exc
+                raise KaggleCredentialsError(f"push of {ref} failed: {reason}. {REJECTED_HELP}") from exc
             if not transient:
                 raise KaggleRequestError(f"push of {ref} failed: {reason}") from exc
             # The request may have reached Kaggle and saved a version all the same.

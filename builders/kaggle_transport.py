@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from builders.kaggle_credentials import CREDENTIALS_HELP, KaggleCredentialsError
+from builders.kaggle_credentials import CREDENTIALS_HELP, REJECTED_HELP, KaggleCredentialsError
 
 
 class KaggleRequestError(RuntimeError):
@@ -103,24 +103,34 @@ def load_api(retry: RetryPolicy = DEFAULT_RETRY):
     return api
 
 
-def http_status(exc: BaseException) -> int | None:
-    """The HTTP status behind ``exc``: its own response's, or that of the ``HTTPError`` the client
-    turned into a ``ValueError`` (kernels_status/kernels_output do so for 401/403)."""
+def _http_error(exc: BaseException | None):
+    """The ``HTTPError`` (with a response) behind ``exc``: itself, or the one the client turned
+    into a ``ValueError`` (kernels_status/kernels_output/kernels_logs do so for 401/403)."""
     import requests
 
+    if exc is None:
+        return None
     for candidate in (exc, exc.__cause__, exc.__context__):
         if isinstance(candidate, requests.HTTPError) and candidate.response is not None:
-            return candidate.response.status_code
+            return candidate
     return None
+
+
+def http_status(exc: BaseException | None) -> int | None:
+    """The HTTP status behind ``exc`` (see :func:`_http_error`), or None."""
+    error = _http_error(exc)
+    return error.response.status_code if error is not None else None
 
 
 def describe_failure(exc: BaseException, timeout: float) -> tuple[bool, str, bool]:
     """``(transient, reason, credentials_problem)`` for an exception from a request."""
     import requests
 
-    code = http_status(exc)
-    if code is not None:
-        detail = str(exc) or "no detail"
+    error = _http_error(exc)
+    if error is not None:
+        code = error.response.status_code
+        # Kaggle's own message; the client's ValueError around it guesses at benchmark slugs.
+        detail = str(error) or "no detail"
         if code == 401:
             return False, f"Kaggle rejected the credentials (HTTP {code}: {detail})", True
         if code == 403:
@@ -153,7 +163,7 @@ def retrying(call: Callable[[], Any], what: str, retry: RetryPolicy,
         except Exception as exc:  # noqa: BLE001 - classified below, re-raised as ours
             transient, reason, credentials = describe_failure(exc, retry.request_timeout)
             if credentials:
-                raise KaggleCredentialsError(f"{what} failed: {reason}. {CREDENTIALS_HELP}") from exc
+                raise KaggleCredentialsError(f"{what} failed: {reason}. {REJECTED_HELP}") from exc
             if not transient:
                 raise KaggleRequestError(f"{what} failed: {reason}") from exc
             if attempt == retry.attempts:

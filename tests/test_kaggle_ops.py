@@ -275,6 +275,22 @@ def test_push_wrong_key_is_credentials_error(fake, tmp_path, runs, monkeypatch):
     assert fake.calls("SaveKernel") == [] and not runs.exists()  # refused at the first question
 
 
+def test_rejected_key_says_so_in_kaggles_words_not_the_clients_guess(fake, tmp_path, monkeypatch):
+    """kernels_status wraps a 401 in a ValueError about benchmark slugs; the user is told that
+    Kaggle refused the key (with Kaggle's message), not that no credentials were found."""
+    monkeypatch.setenv("KAGGLE_KEY", "wrong-key-000000")
+    fake.versions[REF] = 1
+    for call in (lambda: kernel_status(REF, echo=lambda _: None, retry=FAST),
+                 lambda: push_notebook(make_push_folder(tmp_path), runs_dir=tmp_path / "runs",
+                                       params={}, accelerator="", retry=FAST)):
+        with pytest.raises(KaggleCredentialsError) as info:
+            call()
+        message = str(info.value)
+        assert "HTTP 401: Unauthenticated" in message and "refused the credentials" in message
+        assert "benchmark" not in message and "No Kaggle credentials found" not in message
+        assert "wrong-key-000000" not in message
+
+
 def test_push_500_retried_then_success(fake, tmp_path, runs, capsys):
     folder = make_push_folder(tmp_path)
     fake.push_plan = [("http", 500), ("http", 503)]
