@@ -93,7 +93,9 @@ def load_api(retry: RetryPolicy = DEFAULT_RETRY):
     api = _TimedKaggleApi()
     try:
         with contextlib.redirect_stdout(noise):
-            api.authenticate()
+            # With an access token the client asks Kaggle who it belongs to (IntrospectToken) and
+            # lets anything but a 400/403/404 escape: retried and worded here like any request.
+            retrying(api.authenticate, "signing in to Kaggle", retry)
     except SystemExit as exc:
         raise KaggleCredentialsError(CREDENTIALS_HELP) from exc
     for line in noise.getvalue().splitlines():

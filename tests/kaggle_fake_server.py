@@ -25,6 +25,9 @@ it, not the toolkit's assumptions; each rule names the client source it mirrors
 - The log stream answers ``text/event-stream`` ``data:`` events ending with ``END_OF_LOG`` while
   the session runs, and the stored JSON list of events once it ended (``kernels_logs_stream``,
   kae:7715; ``versionLabel`` as a query parameter, kae:7736).
+- An access token is checked by ``IntrospectToken`` (``active`` and ``username`` for the token
+  ``token``, ``active`` false otherwise: the client then falls back to the key, kae:1562, 1604)
+  and sent as ``Authorization: Bearer`` (kagglesdk ``KaggleHttpClient._try_fill_auth``).
 - SaveKernel bodies are checked as ``kernels_push`` builds them (kae:7145): slug, title of 5+
   characters, cell sources as single strings, ``dockerImagePinningType`` one of
   ``valid_push_pinning_types`` (kae:1187), ``machineShape`` one of the documented shapes
@@ -32,7 +35,8 @@ it, not the toolkit's assumptions; each rule names the client source it mirrors
 
 Behaviour is scripted per test through plain lists (consumed one entry per request; when a list
 is empty the server answers normally):
-- ``push_plan``, ``status_plan_faults``, ``list_plan``, ``get_kernel_plan``, ``quota_plan``:
+- ``push_plan``, ``status_plan_faults``, ``list_plan``, ``get_kernel_plan``, ``quota_plan``,
+  ``introspect_plan``:
   ``("http", code)`` answers that HTTP status with a Kaggle-style JSON error, ``"drop"`` closes
   the socket without answering, ``("hang", seconds)`` answers late, ``("error", message)`` (push
   only) answers 200 with ``error`` set, as Kaggle does for a refused save. Push only:
@@ -58,6 +62,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 RPC_PREFIX = "/api/v1/kernels.KernelsApiService/"
+#: kagglesdk ``OAuthClient.introspect_token``, asked by ``KaggleApi._introspect_token`` at sign-in
+#: when an access token exists (KAGGLE_API_TOKEN, ~/.kaggle/access_token).
+INTROSPECT_PATH = "/api/v1/security.OAuthService/IntrospectToken"
 LOGS_PREFIX = "/api/v1/kernels/logs/stream/"  # kae:7741-7742, "{endpoint}/api" outside PROD
 #: kaggle-cli docs/kernels.md, "Accelerators available as of Feb 2026" (retired ones included:
 #: Kaggle accepts them and runs a replacement, kae:486 _RETIRED_ACCELERATORS).
@@ -74,9 +81,10 @@ class NotFound(Exception):
 
 class FakeKaggle:
     def __init__(self, username: str = "alice", key: str = "fake-kaggle-key-0123456789",
-                 max_seconds: float = 60.0):
+                 max_seconds: float = 60.0, token: str | None = None):
         self.username = username
         self.key = key
+        self.token = token  # an access token Kaggle knows, or None
         self.max_seconds = max_seconds
         self.requests: list[tuple[str, dict]] = []
         self.violations: list[str] = []
@@ -85,6 +93,7 @@ class FakeKaggle:
         self.list_plan: list = []
         self.get_kernel_plan: list = []
         self.quota_plan: list = []
+        self.introspect_plan: list = []
         # weekly GPU quota, hours
         self.gpu_hours_used = 8.5
         self.gpu_hours_allowed = 30.0
@@ -209,7 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _authorised(self) -> bool:
         fake = self.server_fake
         expected = base64.b64encode(f"{fake.username}:{fake.key}".encode()).decode()
-        if self.headers.get("Authorization") != f"Basic {expected}":
+        accepted = {f"Basic {expected}"} | ({f"Bearer {fake.token}"} if fake.token else set())
+        if self.headers.get("Authorization") not in accepted:
             self._send_json(401, {"code": 401, "message": "Unauthenticated"})
             return False
         return True
@@ -223,6 +233,13 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(self.rfile.read(length) or b"{}")
         except json.JSONDecodeError:
             body = {"_unparsable": True}
+        if path == INTROSPECT_PATH:
+            with fake._lock:
+                fake.requests.append(("IntrospectToken", {"token": "<redacted>"}))
+            if not self._fault(fake._next(fake.introspect_plan)):
+                known = fake.token is not None and body.get("token") == fake.token
+                self._send_json(200, {"active": True, "username": fake.username} if known else {})
+            return
         if not path.startswith(RPC_PREFIX):
             self._send_json(404, {"code": 404, "message": f"no route {path}"})
             return

@@ -589,6 +589,22 @@ def test_user_from_environment_key_from_kaggle_json_as_the_client_merges_them(fa
         kaggle_ops.check_credentials()
 
 
+def test_access_token_signs_in_and_a_failed_sign_in_is_retried_then_worded(fake, monkeypatch):
+    """With an access token the client asks Kaggle whose it is (IntrospectToken) before any
+    call, and lets a dropped connection or a 5xx escape as a raw requests exception."""
+    fake.token = "KGAT_fake_token_0123456789"
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", fake.token)
+    fake.versions[REF] = 1
+    fake.introspect_plan = ["drop", ("http", 503)]
+    assert kernel_status(REF, echo=lambda _: None, retry=FAST) == "complete"
+    assert len(fake.calls("IntrospectToken")) == 3 and len(fake.calls("GetKernelSessionStatus")) == 1
+    fake.introspect_plan = ["drop"] * 3
+    with pytest.raises(KaggleRequestError, match="signing in to Kaggle failed after 3 attempts: connection"):
+        kernel_status(REF, echo=lambda _: None, retry=FAST)
+
+
 def test_access_token_given_as_a_file_path_is_read_as_the_client_reads_it(tmp_path, monkeypatch):
     """kagglesdk get_access_token_from_env: KAGGLE_API_TOKEN may name a file holding the token;
     the secret kept out of pushed files is the token, not the path."""
