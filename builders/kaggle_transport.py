@@ -124,6 +124,20 @@ def http_status(exc: BaseException | None) -> int | None:
     return error.response.status_code if error is not None else None
 
 
+def _output_file_name(error) -> str | None:
+    """The file name when ``error`` came from downloading an output file, else None.
+
+    kagglesdk sends every API call as a POST (``KaggleHttpClient._prepare_request``); a GET other
+    than the log stream is ``kernels_output`` fetching a file from the signed link a listing gave.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    request = error.response.request
+    if request is None or request.method != "GET" or "/logs/stream/" in (request.url or ""):
+        return None
+    return unquote(urlsplit(request.url).path.rsplit("/", 1)[-1]) or "an output file"
+
+
 def describe_failure(exc: BaseException, timeout: float) -> tuple[bool, str, bool]:
     """``(transient, reason, credentials_problem)`` for an exception from a request."""
     import requests
@@ -131,6 +145,11 @@ def describe_failure(exc: BaseException, timeout: float) -> tuple[bool, str, boo
     error = _http_error(exc)
     if error is not None:
         code = error.response.status_code
+        name = _output_file_name(error)
+        if name is not None and code in (401, 403, 404, 410):
+            # The link carries no credentials and the listing just proved access: it expired or
+            # went stale. Listing the outputs again gives fresh links.
+            return True, f"HTTP {code} downloading {name} (its download link was refused or expired)", False
         # Kaggle's own message; the client's ValueError around it guesses at benchmark slugs.
         detail = str(error) or "no detail"
         if code == 401:

@@ -478,6 +478,22 @@ def test_fetch_download_500_then_success(fake, runs):
     assert fake.downloads.count("history.csv") == 3
 
 
+def test_fetch_refused_download_link_is_listed_again_not_blamed_on_the_kernel(fake, runs, capsys):
+    """A signed output link that answers 403 (expired) says nothing about access to the kernel,
+    whose listing just succeeded: the outputs are listed again for fresh links."""
+    _serve_outputs(fake)
+    fake.file_plan["history.csv"] = [("http", 403)]
+    dest = fetch_outputs(REF, runs_dir=runs, version=1, retry=FAST, echo=lambda _: None)
+    assert (dest / "history.csv").read_bytes() == FILES["history.csv"]
+    err = capsys.readouterr().err
+    assert "HTTP 403 downloading history.csv (its download link was refused or expired)" in err
+    assert "no access to that kernel" not in err
+    fake.file_plan["history.csv"] = [("http", 401)] * 3
+    with pytest.raises(KaggleRequestError, match="after 3 attempts: HTTP 401 downloading history.csv"):
+        fetch_outputs(REF, runs_dir=runs / "again", version=1, retry=FAST, echo=lambda _: None)
+    assert tree(runs / "again") == []
+
+
 def test_fetch_second_version_beside_first_and_existing_slug_dir_kept(fake, runs):
     _serve_outputs(fake, version=1)
     _serve_outputs(fake, version=2, files={"dpt_summary.json": b'{"v": 2}'})
