@@ -37,7 +37,6 @@ from builders.kaggle_credentials import (  # noqa: F401 - part of this module's 
     REJECTED_HELP,
     KaggleCredentialsError,
     check_credentials,
-    kaggle_json_path,
 )
 from builders.kaggle_transport import (  # noqa: F401 - part of this module's interface
     DEFAULT_RETRY,

@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from builders.kaggle_credentials import PLACEHOLDER_USER, kaggle_username  # noqa: F401 - re-exported
 from builders.spec import DATASET_SOURCE, ModelSpec
 
 DEFAULT_ACCELERATOR = "NvidiaTeslaT4"  # GPU T4 x2 on Kaggle

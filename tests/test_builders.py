@@ -10,7 +10,8 @@ import pytest
 
 import builders
 from builders import crn, dpt
-from builders.metadata import GPU_SHAPES, PLACEHOLDER_USER, kaggle_username
+from builders.kaggle_credentials import PLACEHOLDER_USER, kaggle_username
+from builders.metadata import GPU_SHAPES
 from builders.render import REPO_ROOT, build_notebook, notebook_text
 from builders.spec import ModelSpec, SpecError
 from smoke.run import MODELS, load_spec
