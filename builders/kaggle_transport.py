@@ -155,8 +155,9 @@ def describe_failure(exc: BaseException, timeout: float) -> tuple[bool, str, boo
         if code == 401:
             return False, f"Kaggle rejected the credentials (HTTP {code}: {detail})", True
         if code == 403:
-            return False, ("HTTP 403 from Kaggle: no access to that kernel (a wrong user or slug, "
-                           "or another account's private kernel)"), False
+            return False, ("HTTP 403 from Kaggle: no access to that kernel (not pushed yet under "
+                           "this user, a wrong user or slug, or another account's private "
+                           "kernel)"), False
         if code >= 500 or code in (408, 429):
             return True, f"HTTP {code} from Kaggle ({detail})", False
         return False, f"HTTP {code} from Kaggle ({detail})", False

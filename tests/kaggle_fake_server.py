@@ -13,8 +13,11 @@ it, not the toolkit's assumptions; each rule names the client source it mirrors
 - Versions are ``v<N>`` on the wire; a bare number is answered 404
   (``KaggleApi._kernel_version_label``, kae:9882: "the API expects them written as `v<N>` and
   returns 404 for the bare number"). No label means the latest version. See ``_version``.
-- A kernel that was never pushed, or a version above its latest, is 404 (the 404 a first push
-  meets; ``kernels_status``/``kernels_output`` re-raise it, kae:7631/7478).
+- A kernel that was never pushed is 403 by default, ``missing_kernel_code``: Kaggle checks the
+  'kernels.get' permission first, and the client's own 401/403 message for kernels_status/
+  kernels_output/kernels_logs gives "a wrong kernel slug" as the most likely cause (kae:7655,
+  7538, 7705); which of 403/404 the live API sends is not confirmed, so tests try both. A version
+  above the latest is 404 (kae:9882).
 - Output listings are paginated with ``pageSize``/``pageToken`` -> ``nextPageToken``, the log
   only on the first page (``kernels_output`` follows the tokens and writes ``response.log``
   once, kae:7478-7596); pages here hold at most ``page_size_cap`` files so paging is exercised.
@@ -76,7 +79,11 @@ _LABEL_RE = re.compile(r"^v([0-9]+)$")
 
 
 class NotFound(Exception):
-    """Answered as Kaggle's 404."""
+    """Answered as Kaggle's 404, or ``code``."""
+
+    def __init__(self, message: str, code: int = 404):
+        super().__init__(message)
+        self.code = code
 
 
 class FakeKaggle:
@@ -104,6 +111,7 @@ class FakeKaggle:
         self.outputs: dict[int, dict] = {}
         self.file_plan: dict[str, list] = {}
         self.page_size_cap = 2  # small pages, so paging is exercised
+        self.missing_kernel_code = 403  # what a never-pushed kernel gets (see the module doc)
         # "owner/slug" -> latest version number; a kernel is on "Kaggle" once it has one
         self.versions: dict[str, int] = {}
         self.downloads: list[str] = []
@@ -168,7 +176,8 @@ class FakeKaggle:
         """
         latest = self.versions.get(ref, 0)
         if latest == 0:
-            raise NotFound(f"kernel {ref} not found")
+            raise NotFound(f"Permission 'kernels.get' was denied for {ref}" if self.missing_kernel_code == 403
+                           else f"kernel {ref} not found", self.missing_kernel_code)
         if label in (None, ""):
             return latest
         match = _LABEL_RE.match(str(label))
@@ -261,7 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             handler(body)
         except NotFound as exc:
-            self._send_json(404, {"code": 404, "message": str(exc)})
+            self._send_json(exc.code, {"code": exc.code, "message": str(exc)})
 
     def _save_kernel(self, body: dict) -> None:
         fake = self.server_fake
@@ -356,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             fake._version(ref, label)
         except NotFound as exc:
-            self._send_json(404, {"code": 404, "message": str(exc)})
+            self._send_json(exc.code, {"code": exc.code, "message": str(exc)})
             return
         running = fake.status_states[0] in ("running", "queued")
         events = [{"stream_name": "stdout", "time": float(i), "data": line + "\n"}

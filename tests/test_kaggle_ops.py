@@ -533,14 +533,17 @@ def test_fetch_unsafe_output_name_refused(fake, runs):
 # ------------------------------------------------------------------------------ builder CLI
 
 
-def test_builder_cli_status_and_fetch(fake, runs, monkeypatch, capsys):
+@pytest.mark.parametrize("missing", [403, 404])
+def test_builder_cli_status_and_fetch(fake, runs, monkeypatch, capsys, missing):
     """The commands users type: python builders/dpt.py --status / --fetch (exit codes 0/1)."""
     from builders import cli, dpt
 
     monkeypatch.setattr(cli, "RUNS_DIR", runs)
     ref = f"{USER}/{dpt.SPEC.slug}"
-    assert dpt.main(["--status"]) == 1  # never pushed: Kaggle's 404, said plainly
-    assert "HTTP 404" in capsys.readouterr().err
+    fake.missing_kernel_code = missing  # what Kaggle answers for a kernel never pushed
+    assert dpt.main(["--status"]) == 1  # never pushed: said plainly, whichever code
+    err = capsys.readouterr().err
+    assert f"HTTP {missing}" in err and ("not pushed yet" in err or "once it was pushed" in err)
     fake.versions[ref] = 2
     fake.status_states = ["running"]
     assert dpt.main(["--status"]) == 0
@@ -707,7 +710,9 @@ def test_status_of_a_version_sends_v_label(fake):
         kernel_status(REF, version=4, echo=seen.append, retry=FAST)
 
 
-def test_first_push_of_a_new_kernel_is_not_an_error(fake, tmp_path, runs, capsys):
+@pytest.mark.parametrize("missing", [403, 404])
+def test_first_push_of_a_new_kernel_is_not_an_error(fake, tmp_path, runs, capsys, missing):
+    fake.missing_kernel_code = missing
     folder = make_push_folder(tmp_path)
     record = push_notebook(folder, runs_dir=runs, params={}, accelerator="", retry=FAST)
     assert record["version"] == 1
@@ -886,7 +891,7 @@ def test_builder_cli_logs(fake, capsys):
 
     ref = f"{USER}/{dpt.SPEC.slug}"
     assert dpt.main(["--logs"]) == 1
-    assert "HTTP 404" in capsys.readouterr().err
+    assert "HTTP 403 from Kaggle: no access to that kernel (not pushed yet" in capsys.readouterr().err
     fake.versions[ref] = 1
     fake.status_states = ["running"]
     fake.log_events = LOG
