@@ -11,6 +11,7 @@ installed torch instead of assuming a version.
 import concurrent.futures
 import importlib.metadata
 import inspect
+import math
 import multiprocessing
 import os
 import pickle
@@ -40,29 +41,115 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     code. The message names the first such object."""
 
 
-def _compat_numpy_safe_globals(with_names: bool) -> list:
-    """numpy's array, scalar and dtype types: what numpy RNG states and numpy scalars in older
-    checkpoints of ours need. Rebuilding them runs no code from the file.
+class _CompatNumpyDtype:
+    """Stands in for ``numpy.dtype`` while a weights-only load rebuilds one: a plain bool or
+    number dtype, of which the pickled state may set only the byte order.
 
-    With ``with_names`` (torch >= 2.6 takes ``(object, "module.name")`` pairs), the functions are
-    also listed under the other numpy generation's module name, so a file written under numpy 1
-    (``numpy.core``) loads under numpy 2 (``numpy._core``) and back.
-    """
-    try:
+    numpy's own ``dtype.__setstate__`` takes fields, subarrays and flags from the file: a float
+    dtype given an object field and no object flag makes an array whose bytes numpy then reads as
+    object pointers (a crash, or worse, on first use). So numpy's dtype is never handed the
+    file's state."""
+
+    dtype = None
+
+    def __init__(self, spec=None, align=False, copy=False):
         import numpy as np
+
+        try:
+            dtype = np.dtype(spec) if isinstance(spec, str) else None
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.kind not in "biufc" or dtype.fields is not None \
+                or dtype.subdtype is not None:
+            raise pickle.UnpicklingError(f"numpy dtype {spec!r} is not a plain number type")
+        self.dtype = dtype
+
+    def __setstate__(self, state):
+        order = state[1] if isinstance(state, tuple) and len(state) == 8 else None
+        if self.dtype is None or not isinstance(order, str) or len(order) != 1 \
+                or order not in "<>|=" or state[2:5] != (None, None, None):
+            raise pickle.UnpicklingError("a numpy dtype with fields or subarrays")
+        if order in "<>":
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+class _CompatNumpyArray:
+    """Stands in for numpy's array reconstructor (and ``numpy.ndarray``, its argument): the
+    array is made by ``np.frombuffer`` from the pickled bytes and a `_CompatNumpyDtype`;
+    `_compat_numpy_resolve` puts it in the proxy's place after the load."""
+
+    array = None
+
+    def __init__(self, *args):
+        pass
+
+    def __setstate__(self, state):
+        import numpy as np
+
+        ok = isinstance(state, tuple) and len(state) == 5
+        if ok:
+            _, shape, dtype, fortran, raw = state
+            ok = (isinstance(dtype, _CompatNumpyDtype) and dtype.dtype is not None
+                  and isinstance(raw, bytes) and isinstance(shape, tuple)
+                  and all(type(n) is int and n >= 0 for n in shape))
+        if not ok or math.prod(shape) * dtype.dtype.itemsize != len(raw):
+            raise pickle.UnpicklingError("a numpy array that is not plain numbers")
+        flat = np.frombuffer(raw, dtype.dtype, count=math.prod(shape))
+        self.array = flat.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _compat_numpy_scalar(dtype=None, data=None):
+    """numpy's scalar reconstructor, for `_CompatNumpyDtype` and raw bytes only."""
+    import numpy as np
+
+    if not isinstance(dtype, _CompatNumpyDtype) or dtype.dtype is None \
+            or not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
+        raise pickle.UnpicklingError("a numpy scalar that is not a plain number")
+    return np.frombuffer(data, dtype.dtype, count=1)[0]
+
+
+def _compat_numpy_safe_globals() -> list:
+    """``(stand-in, "numpy name")`` pairs for what numpy RNG states and numpy scalars in older
+    checkpoints of ours pickle: arrays, scalars and dtypes of plain numbers, rebuilt by the
+    stand-ins above and never by numpy's own unpickling hooks. Listed under both numpy
+    generations' module names (``numpy.core`` / ``numpy._core``)."""
+    try:
+        import numpy  # noqa: F401
     except ImportError:  # no numpy: no numpy objects to rebuild
         return []
-    multiarray = getattr(getattr(np, "_core", None), "multiarray", None)
-    if multiarray is None:
-        multiarray = np.core.multiarray
-    out: list = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
-    for code in "?bBhHiIlLqQefdgFDG":
-        out.append(type(np.dtype(code)))
-    if with_names:
-        for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-            out += [(multiarray._reconstruct, f"{mod}._reconstruct"),
-                    (multiarray.scalar, f"{mod}.scalar")]
+    out: list = [(_CompatNumpyDtype, "numpy.dtype"), (_CompatNumpyArray, "numpy.ndarray")]
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        out += [(_CompatNumpyArray, f"{mod}._reconstruct"),
+                (_compat_numpy_scalar, f"{mod}.scalar")]
     return out
+
+
+def _compat_numpy_resolve(obj, seen=None):
+    """``obj`` with every numpy stand-in in its dicts, lists and tuples replaced by the real
+    array or dtype (dicts and lists in place: a state_dict keeps its ``_metadata``)."""
+    if isinstance(obj, _CompatNumpyArray):
+        return obj.array
+    if isinstance(obj, _CompatNumpyDtype):
+        return obj.dtype
+    if not isinstance(obj, (dict, list, tuple)):
+        return obj
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return obj
+    seen.add(id(obj))
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            new = _compat_numpy_resolve(value, seen)
+            if new is not value:
+                obj[key] = new
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            obj[i] = _compat_numpy_resolve(value, seen)
+    elif type(obj) is tuple:  # not torch.Size: it holds ints only
+        items = tuple(_compat_numpy_resolve(value, seen) for value in obj)
+        if any(a is not b for a, b in zip(items, obj)):
+            return items
+    return obj
 
 
 def _compat_torch_version() -> tuple:
@@ -86,18 +173,20 @@ def torch_load(path, map_location="cpu", *, trusted: bool = False, safe_globals=
     """Load a torch file without running code from it, unless ``trusted``.
 
     By default ``weights_only=True``: tensors, plain containers, numbers and strings, plus numpy
-    arrays/scalars/dtypes (the RNG state and numpy scalars older checkpoints of ours hold) and
-    ``safe_globals`` (types the caller vouches for). Anything else raises
+    arrays, scalars and dtypes of plain numbers (the RNG state and numpy scalars older
+    checkpoints of ours hold; rebuilt by our stand-ins, never by numpy's unpickling hooks, on
+    torch >= 2.6) and ``safe_globals`` (types the caller vouches for). Anything else raises
     :class:`UnsafeCheckpointError` naming the object, and nothing in the file runs.
 
     ``trusted=True`` unpickles fully (``weights_only=False``): a crafted file runs any code it
     holds on this machine, so it is only for files you made or trust.
 
     The allowlist goes through ``torch.serialization.safe_globals`` (a context manager, torch >=
-    2.5), else ``add_safe_globals`` (2.4); torch 2.1-2.3 have neither, and there only files of
-    plain types load without ``trusted``. ``weights_only`` is passed only when torch.load names
-    it (a ``**kwargs`` catch-all would hand it to pickle and fail); a torch without it cannot
-    load safely, so only ``trusted`` loads work there.
+    2.5), else ``add_safe_globals`` (2.4); torch 2.1-2.3 have neither, and there, as for numpy
+    objects before torch 2.6, only files of plain types load without ``trusted``.
+    ``weights_only`` is passed only when torch.load names it (a ``**kwargs`` catch-all would
+    hand it to pickle and fail); a torch without it cannot load safely, so only ``trusted``
+    loads work there.
     """
     kwargs = {"map_location": map_location}
     params = _compat_parameters(torch.load)
@@ -113,16 +202,18 @@ def torch_load(path, map_location="cpu", *, trusted: bool = False, safe_globals=
         )
     kwargs["weights_only"] = True
     serialization = getattr(torch, "serialization", None)
-    allowed = _compat_numpy_safe_globals(with_names=_compat_torch_version() >= (2, 6))
-    allowed += list(safe_globals)
+    # numpy objects only through stand-ins, which need torch >= 2.6's (object, name) pairs
+    numpy_pairs = _compat_numpy_safe_globals() if _compat_torch_version() >= (2, 6) else []
+    allowed = numpy_pairs + list(safe_globals)
     context = getattr(serialization, "safe_globals", None)
     try:
         if context is not None:
             with context(allowed):
-                return torch.load(path, **kwargs)
+                obj = torch.load(path, **kwargs)
+            return _compat_numpy_resolve(obj) if numpy_pairs else obj
         add = getattr(serialization, "add_safe_globals", None)
-        if add is not None:  # torch 2.4: process-wide, but only types that run no code
-            add([g for g in allowed if not isinstance(g, tuple)])
+        if add is not None and allowed:  # torch 2.4: process-wide, only the caller's types
+            add(allowed)
         return torch.load(path, **kwargs)
     except pickle.UnpicklingError as exc:
         text = str(exc)
