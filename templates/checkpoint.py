@@ -155,6 +155,22 @@ def strip_wrapper_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _ckpt_not_torch_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a torch file at all, or None. Checked before loading: torch
+    answers an empty file with a bare ``EOFError``, and a text file with a weights-only
+    refusal that would wrongly suggest trusting it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError as err:
+        return f"cannot read it: {err.strerror or err}"
+    if not head:
+        return "the file is empty"
+    if head != b"PK" and head[:1] != b"\x80":  # torch files: a zip archive, or (pre-1.6) a pickle
+        return "not a torch file: it is neither a zip archive nor a pickle"
+    return None
+
+
 def read_checkpoint(path, map_location="cpu", *, trusted: bool = False) -> dict:
     """Read a checkpoint file into our dict form without loading it into anything.
 
@@ -167,6 +183,9 @@ def read_checkpoint(path, map_location="cpu", *, trusted: bool = False) -> dict:
         raise CheckpointError(f"{path}: is a folder; give the checkpoint file (.pth) in it")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint file not found")
+    problem = _ckpt_not_torch_file(path)
+    if problem:
+        raise CheckpointError(f"{path.name}: not a readable checkpoint ({problem})")
     try:
         obj = torch_load(path, map_location=map_location, trusted=trusted)
     except UnsafeCheckpointError as exc:

@@ -96,6 +96,7 @@ def files(tmp_path_factory):
                     config={"model": "crn_causal", "model_kwargs": KW})
     torch.save(model.state_dict(), d / "bare.pth")
     (d / "corrupt.pth").write_bytes(b"PK\x03\x04 not really a zip")
+    (d / "empty.pth").write_bytes(b"")
     torch.save({"model": model.state_dict(), "config": _Marker(d / "marker")}, d / "crafted.pth")
     for name in ("a.wav", "b.wav"):
         sf.write(d / name, 0.1 * np.random.default_rng(0).standard_normal(8000), 16000)
@@ -366,6 +367,10 @@ ENHANCE_CASES = [
      ["missing.pth: checkpoint file not found"]),
     ("corrupt checkpoint", ["{files}/corrupt.pth", "{files}/a.wav", "--out", "{tmp}/o"], 2,
      ["corrupt.pth: not a readable checkpoint"]),
+    ("empty checkpoint", ["{files}/empty.pth", "{files}/a.wav", "--out", "{tmp}/o"], 2,
+     ["empty.pth: not a readable checkpoint (the file is empty)"]),
+    ("text as checkpoint", ["{files}/plain.txt", "{files}/a.wav", "--out", "{tmp}/o"], 2,
+     ["plain.txt: not a readable checkpoint (not a torch file"]),
     ("crafted checkpoint", ["{files}/crafted.pth", "{files}/a.wav", "--out", "{tmp}/o"], 2,
      ["crafted.pth: not loaded", "GLOBAL exec", "--trust-checkpoint"]),
     ("bare without --model", ["{files}/bare.pth", "{files}/a.wav", "--out", "{tmp}/o"], 2,
