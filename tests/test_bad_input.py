@@ -199,6 +199,8 @@ RUN_CASES = [
     ("missing data folder", ["--rehearse", "--data", "{tmp}/nope"], 2,
      ["--data", "nope: no such folder"]),
     ("data without rehearse", ["--data", "{tmp}"], 2, ["--data", "add --rehearse"]),
+    ("data folder without the layout", ["--rehearse", "--data", "{tmp}"], 2,
+     ["--data", "no train, y_train, test, y_test below it"]),
 ]
 
 
