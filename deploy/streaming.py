@@ -71,7 +71,8 @@ class StreamingEnhancer:
     def _frame(self, seg: torch.Tensor) -> None:
         """Analyse, mask and overlap-add one n_fft segment of the padded input (frame self.k)."""
         spec = torch.fft.rfft(seg * self.window)  # F complex
-        mask, self.state = self.model.masker_step(spec.abs().view(1, 1, -1), self.state)
+        feats = self.model.masker_input(spec.view(1, -1, 1))[..., 0]  # 1, C_in, F
+        mask, self.state = self.model.masker_step(feats, self.state)
         frame = torch.fft.irfft(spec * mask[0], n=self.n_fft) * self.window
         self.ola[: self.n_fft] += frame
         self.env[: self.n_fft] += self.window**2

@@ -194,6 +194,10 @@ def export_masker_onnx(model: nn.Module, path, n_frames: int = 64, opset: int = 
     import warnings
 
     path = Path(path)
+    if getattr(model, "output", "mask") != "mask":
+        # ONNX has no complex tensors; a complex-ratio-mask masker would need its own graph I/O.
+        raise ValueError(f"{path.name}: ONNX export covers real-mask maskers (output='mask'); "
+                         f"this model has output={model.output!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     graph = OnnxMaskerGraph(copy.deepcopy(model).cpu().eval()).eval()
     for mod in graph.modules():

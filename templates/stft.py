@@ -128,11 +128,12 @@ class STFTFrontEnd(nn.Module):
 
     @staticmethod
     def apply_mask(spec: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Scale each complex bin by a real mask, keeping the noisy phase.
+        """Multiply each complex bin by a mask: a real one keeps the noisy phase, a complex
+        ratio mask also rotates it.
 
         Args:
             spec: (B, F, N) complex spectrum.
-            mask: (B, F, N) real mask, typically in [0, 1].
+            mask: (B, F, N) real mask (typically in [0, 1]) or complex ratio mask.
         Returns:
             (B, F, N) complex enhanced spectrum.
         """
@@ -140,5 +141,7 @@ class STFTFrontEnd(nn.Module):
             raise ValueError(
                 f"mask shape {tuple(mask.shape)} does not match spectrum shape {tuple(spec.shape)}"
             )
+        if torch.is_complex(mask):
+            return spec * mask.to(spec.dtype)
         # An AMP masker returns float16; complex64 * float16 would still promote, but be explicit.
         return spec * mask.to(spec.real.dtype)

@@ -174,3 +174,59 @@ def test_module_cli_prints_count_and_split(name):
     lines = text.splitlines()
     assert lines[0] == f"params: {count_parameters(build_model(name))}"
     assert len(lines) == 4 and all("%" in line for line in lines[1:])
+
+
+# ---- complex ratio mask (output="crm") ---------------------------------------------------
+
+TINY_CAUSAL = {"channels": (4, 8, 8), "hidden": 8}
+
+
+def tiny_any(name, **kw):
+    return build_model(name, **{**(TINY_CAUSAL if name == "crn_causal" else TINY[name]), **kw})
+
+
+@pytest.mark.parametrize("name", ["crn", "dpt", "crn_causal"])
+def test_crm_output_is_a_bounded_complex_mask_that_rotates_phase(name):
+    model = tiny_any(name, output="crm").eval()
+    assert model.get_config()["output"] == "crm" and model.in_channels == 3
+    wav = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        out = model.enhance_spec(wav)
+        wav_out = model(wav)
+    mask = out["mask"]
+    assert mask.shape == (2, 257, 63) and torch.is_complex(mask)
+    assert mask.real.abs().max() < 1 and mask.imag.abs().max() < 1
+    assert mask.imag.abs().max() > 0  # not a real mask in disguise
+    torch.testing.assert_close(out["enhanced_spec"], out["spec"] * mask)
+    assert wav_out.shape == wav.shape and torch.isfinite(wav_out).all()
+    # the masker sees |X|, Re X, Im X
+    with pytest.raises(ValueError, match=r"\(B, 3, 257, N\)"):
+        model.masker(torch.rand(1, 1, 257, 10))
+
+
+@pytest.mark.parametrize("name", ["crn", "dpt", "crn_causal"])
+def test_crm_rebuilds_from_config_and_trains_every_parameter(name):
+    model = tiny_any(name, output="crm")
+    clone = build_model(name, **json.loads(json.dumps(model.get_config())))
+    clone.load_state_dict(model.state_dict())
+    model.train()(torch.rand(2, 8000)).pow(2).mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not missing
+
+
+def test_old_configs_without_output_are_real_mask_models():
+    """Checkpoints written before the option have no "output" key: they build a mask model."""
+    config = build_model("crn").get_config()
+    assert config["output"] == "mask"
+    del config["output"]
+    assert build_model("crn", **config).output == "mask"
+    with pytest.raises(ValueError, match="masker output"):
+        build_model("crn", output="phase")
+
+
+def test_crm_parameter_counts():
+    """Default (mask) counts are the documented ones; crm adds two input and one output channel."""
+    counts = {n: (count_parameters(build_model(n)), count_parameters(build_model(n, output="crm")))
+              for n in ("crn", "dpt", "crn_causal")}
+    assert counts == {"crn": (1_811_009, 1_812_194), "dpt": (913_281, 914_466),
+                      "crn_causal": (1_612_673, 1_613_826)}

@@ -110,3 +110,17 @@ def test_equivalence_test_detects_dropped_lstm_state(model, monkeypatch):
     monkeypatch.setattr(CausalCRN, "masker_step", step_with_fresh_lstm)
     for chunk in (1, 256, 777):
         assert (stream_enhance(model, x, chunk) - whole).abs().max() > 5e-4  # > 5x tolerance
+
+
+def test_stream_equals_whole_file_with_a_complex_ratio_mask():
+    torch.manual_seed(1)
+    m = CausalCRN(channels=(4, 8, 8), hidden=16, time_kernel=2, output="crm")
+    m.train()
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.randn(2, 4000))
+    m.eval()
+    x = torch.randn(5000) * 0.1
+    with torch.no_grad():
+        whole = m(x.unsqueeze(0))[0]
+    torch.testing.assert_close(stream_enhance(m, x, chunk=256), whole, rtol=0, atol=1e-5)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from templates.models.base import MaskingModel, compress_magnitude
+from templates.models.base import MaskingModel, compress_features
 from templates.models.registry import register_model
 
 
@@ -31,7 +31,8 @@ class CRN(MaskingModel):
     """Convolutional recurrent mask estimator.
 
     Args:
-        n_fft, hop, compress: front end and input compression (see `MaskingModel`).
+        n_fft, hop, compress, output: front end, input compression and mask type (see
+            `MaskingModel`).
         enc_channels: output channels of the encoder convs; each halves the frequency axis
             (rounding up), so three layers map 257 bins to 33.
         kernel_size: (freq, time) kernel of every encoder and decoder conv; odd sizes.
@@ -48,6 +49,7 @@ class CRN(MaskingModel):
         n_fft: int = 512,
         hop: int = 256,
         compress: str = "power",
+        output: str = "mask",
         *,
         enc_channels: Sequence[int] = (64, 128, 256),
         kernel_size: Sequence[int] = (3, 3),
@@ -55,7 +57,7 @@ class CRN(MaskingModel):
         lstm_layers: int = 2,
         dec_channels: Sequence[int] = (128, 64, 32),
     ) -> None:
-        super().__init__(n_fft=n_fft, hop=hop, compress=compress)
+        super().__init__(n_fft=n_fft, hop=hop, compress=compress, output=output)
         enc_channels = tuple(int(c) for c in enc_channels)
         dec_channels = tuple(int(c) for c in dec_channels)
         kf, kt = (int(k) for k in kernel_size)
@@ -73,7 +75,7 @@ class CRN(MaskingModel):
         pad = (kf // 2, kt // 2)
 
         enc_layers: list[nn.Module] = []
-        in_ch = 1
+        in_ch = self.in_channels
         for out_ch in enc_channels:
             enc_layers += [
                 nn.Conv2d(in_ch, out_ch, (kf, kt), stride=(2, 1), padding=pad),
@@ -98,7 +100,7 @@ class CRN(MaskingModel):
                 nn.ReLU(inplace=True),
             ]
             in_ch = out_ch
-        dec_layers.append(nn.Conv2d(in_ch, 1, kernel_size=1))
+        dec_layers.append(nn.Conv2d(in_ch, self.out_channels, kernel_size=1))
         self.decoder = nn.Sequential(*dec_layers)
 
     def parts(self) -> dict[str, nn.Module]:
@@ -109,26 +111,26 @@ class CRN(MaskingModel):
         }
 
     def masker(self, mag: torch.Tensor) -> torch.Tensor:
-        """Mask from a magnitude.
+        """Mask from the noisy STFT's features.
 
         Args:
-            mag: (B, 1, F, N) magnitude of the noisy STFT.
+            mag: (B, C_in, F, N) `masker_input`: |X| (C_in 1), or |X|, Re X, Im X (C_in 3).
         Returns:
-            (B, F, N) mask in [0, 1].
+            (B, F, N) mask: real in [0, 1], or complex for `output="crm"`.
         """
         self._check_masker_input(mag)
-        x = compress_magnitude(mag, self.compress)  # B, 1, F, N
+        x = compress_features(mag, self.compress)  # B, C_in, F, N
         x = self.encoder(x)  # B, C, f_enc, N
         batch, chans, f_enc, n_frames = x.shape
         seq = x.permute(0, 2, 3, 1).reshape(batch * f_enc, n_frames, chans)  # B*f_enc, N, C
         seq, _ = self.lstm(seq)  # B*f_enc, N, H
         seq = self.lstm_proj(seq)  # B*f_enc, N, C
         x = seq.reshape(batch, f_enc, n_frames, chans).permute(0, 3, 1, 2)  # B, C, f_enc, N
-        x = self.decoder(x)  # B, 1, f_dec, N
+        x = self.decoder(x)  # B, C_out, f_dec, N
         x = nn.functional.interpolate(
             x, size=(self.n_freq, n_frames), mode="bilinear", align_corners=False
-        )  # B, 1, F, N
-        return torch.sigmoid(x).squeeze(1)  # B, F, N
+        )  # B, C_out, F, N
+        return self.mask_from_logits(x)  # B, F, N
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from templates.models.base import MaskingModel, compress_magnitude
+from templates.models.base import MaskingModel, compress_features
 from templates.models.registry import register_model
 
 
@@ -76,13 +76,14 @@ class CausalCRN(MaskingModel):
         hidden: LSTM hidden size.
         num_layers: LSTM layers.
         time_kernel: encoder conv kernel along time (frames of past context per layer).
-        n_fft, hop, compress: see `MaskingModel`.
+        n_fft, hop, compress, output: see `MaskingModel` (`"crm"`: the masker sees |X|, Re X,
+            Im X and the last decoder layer outputs a complex ratio mask).
     """
 
     def __init__(self, channels: tuple[int, ...] = (64, 128, 256), hidden: int = 256,
                  num_layers: int = 2, time_kernel: int = 2, n_fft: int = 512, hop: int = 256,
-                 compress: str = "power") -> None:
-        super().__init__(n_fft=n_fft, hop=hop, compress=compress)
+                 compress: str = "power", output: str = "mask") -> None:
+        super().__init__(n_fft=n_fft, hop=hop, compress=compress, output=output)
         channels = tuple(int(c) for c in channels)
         if not channels or time_kernel < 1:
             raise ValueError(f"CausalCRN: need channels and time_kernel >= 1, got {channels}, "
@@ -90,7 +91,7 @@ class CausalCRN(MaskingModel):
         self._record_config(channels=channels, hidden=hidden, num_layers=num_layers,
                             time_kernel=time_kernel)
         self.time_kernel = int(time_kernel)
-        ins = (1,) + channels[:-1]
+        ins = (self.in_channels,) + channels[:-1]
         self.encoder = nn.ModuleList(
             _CausalCRNEncoderLayer(i, o, self.time_kernel) for i, o in zip(ins, channels, strict=True)
         )
@@ -103,7 +104,7 @@ class CausalCRN(MaskingModel):
         self.f_enc = f_enc
         self.lstm = nn.LSTM(channels[-1], hidden, num_layers=num_layers, batch_first=True)
         self.lstm_proj = nn.Linear(hidden, channels[-1])
-        outs = tuple(reversed(ins))
+        outs = tuple(reversed(channels[:-1])) + (self.out_channels,)
         self.decoder = nn.ModuleList(
             _CausalCRNDecoderLayer(2 * c, o, last=(k == len(channels) - 1))
             for k, (c, o) in enumerate(zip(reversed(channels), outs, strict=True))
@@ -117,12 +118,12 @@ class CausalCRN(MaskingModel):
         """z (B, C, F_enc, N) + encoder outputs -> mask (B, F, N)."""
         for layer, skip in zip(self.decoder, reversed(skips), strict=True):
             z = layer(torch.cat([z, skip], dim=1))
-        return torch.sigmoid(z[:, 0])  # B, F, N
+        return self.mask_from_logits(z)  # B, F, N
 
     def masker(self, mag: torch.Tensor) -> torch.Tensor:
-        """(B, 1, F, N) magnitude -> (B, F, N) mask; frame n depends on frames <= n only."""
+        """(B, C_in, F, N) `masker_input` -> (B, F, N) mask; frame n depends on frames <= n only."""
         self._check_masker_input(mag)
-        x = compress_magnitude(mag, self.compress)
+        x = compress_features(mag, self.compress)
         skips = []
         for layer in self.encoder:
             x = layer(x)
@@ -146,11 +147,11 @@ class CausalCRN(MaskingModel):
         return {"conv": bufs, "lstm": (h, h.clone())}
 
     def masker_step(self, mag_frame: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
-        """One frame: (B, 1, F) magnitude -> ((B, F) mask, new state). Matches `masker`."""
-        if mag_frame.dim() != 3 or mag_frame.shape[1:] != (1, self.n_freq):
-            raise ValueError(f"masker_step expects (B, 1, {self.n_freq}), got "
-                             f"{tuple(mag_frame.shape)}")
-        x = compress_magnitude(mag_frame, self.compress).unsqueeze(-1)  # B, 1, F, 1
+        """One frame: (B, C_in, F) features -> ((B, F) mask, new state). Matches `masker`."""
+        if mag_frame.dim() != 3 or mag_frame.shape[1:] != (self.in_channels, self.n_freq):
+            raise ValueError(f"masker_step expects (B, {self.in_channels}, {self.n_freq}), "
+                             f"got {tuple(mag_frame.shape)}")
+        x = compress_features(mag_frame.unsqueeze(-1), self.compress)  # B, C_in, F, 1
         skips, bufs = [], []
         for layer, buf in zip(self.encoder, state["conv"], strict=True):
             x, buf = layer.step(x, buf)

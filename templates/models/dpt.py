@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from templates.models.base import MaskingModel, compress_magnitude
+from templates.models.base import MaskingModel, compress_features
 from templates.models.registry import register_model
 
 
@@ -34,7 +34,8 @@ class DPT(MaskingModel):
     """Dual-path transformer mask estimator.
 
     Args:
-        n_fft, hop, compress: front end and input compression (see `MaskingModel`).
+        n_fft, hop, compress, output: front end, input compression and mask type (see
+            `MaskingModel`).
         enc_channels: channels of the encoder convs before the last one, which outputs
             `d_model`; every conv halves the frequency axis (rounding up).
         d_model: transformer width.
@@ -53,6 +54,7 @@ class DPT(MaskingModel):
         n_fft: int = 512,
         hop: int = 256,
         compress: str = "power",
+        output: str = "mask",
         *,
         enc_channels: Sequence[int] = (64,),
         d_model: int = 128,
@@ -63,7 +65,7 @@ class DPT(MaskingModel):
         freq_pos_emb: bool = True,
         dec_channels: int = 32,
     ) -> None:
-        super().__init__(n_fft=n_fft, hop=hop, compress=compress)
+        super().__init__(n_fft=n_fft, hop=hop, compress=compress, output=output)
         enc_channels = tuple(int(c) for c in enc_channels)
         if int(d_model) % int(n_heads):
             raise ValueError(f"DPT: d_model {d_model} is not divisible by n_heads {n_heads}")
@@ -79,7 +81,7 @@ class DPT(MaskingModel):
         )
 
         enc_layers: list[nn.Module] = []
-        in_ch, f_enc = 1, self.n_freq
+        in_ch, f_enc = self.in_channels, self.n_freq
         for out_ch in (*enc_channels, int(d_model)):
             enc_layers += [
                 nn.Conv2d(in_ch, out_ch, 3, stride=(2, 1), padding=1),
@@ -112,7 +114,7 @@ class DPT(MaskingModel):
             nn.Conv2d(int(d_model), int(dec_channels), 3, padding=1),
             nn.BatchNorm2d(int(dec_channels)),
             nn.ReLU(inplace=True),
-            nn.Conv2d(int(dec_channels), 1, kernel_size=1),
+            nn.Conv2d(int(dec_channels), self.out_channels, kernel_size=1),
         )
 
     def parts(self) -> dict[str, nn.Module]:
@@ -129,15 +131,15 @@ class DPT(MaskingModel):
         }
 
     def masker(self, mag: torch.Tensor) -> torch.Tensor:
-        """Mask from a magnitude.
+        """Mask from the noisy STFT's features.
 
         Args:
-            mag: (B, 1, F, N) magnitude of the noisy STFT.
+            mag: (B, C_in, F, N) `masker_input`: |X| (C_in 1), or |X|, Re X, Im X (C_in 3).
         Returns:
-            (B, F, N) mask in [0, 1].
+            (B, F, N) mask: real in [0, 1], or complex for `output="crm"`.
         """
         self._check_masker_input(mag)
-        x = compress_magnitude(mag, self.compress)  # B, 1, F, N
+        x = compress_features(mag, self.compress)  # B, C_in, F, N
         skip = self.encoder(x)  # B, D, f_enc, N
         batch, dim, f_enc, n_frames = skip.shape
         x = skip if self.freq_pos is None else skip + self.freq_pos  # B, D, f_enc, N
@@ -154,8 +156,8 @@ class DPT(MaskingModel):
         x = nn.functional.interpolate(
             x, size=(self.n_freq, n_frames), mode="bilinear", align_corners=False
         )  # B, D, F, N
-        x = self.decoder(x)  # B, 1, F, N
-        return torch.sigmoid(x).squeeze(1)  # B, F, N
+        x = self.decoder(x)  # B, C_out, F, N
+        return self.mask_from_logits(x)  # B, F, N
 
 
 if __name__ == "__main__":
