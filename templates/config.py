@@ -16,7 +16,7 @@ N_FFT = 512
 HOP = 256
 
 EVAL_MODES = ("full", "first3")
-LOSS_NAMES = ("mag_l1", "si_sdr", "mrstft")  # templates.losses.build_loss builds each
+LOSS_NAMES = ("mag_l1", "si_sdr", "mrstft", "hybrid")  # templates.losses.build_loss builds each
 
 
 @dataclass
