@@ -13,6 +13,10 @@ bursts, pauses between words), loud and structured enough that PESQ detects utte
 white, pink, babble, mains hum with harmonics or non-stationary bursts, mixed at a random SNR.
 `--real` uses recorded material from Debian packages instead (a speaker's prompts for speech,
 game sound effects and hold music for noise); it needs apt-get, dpkg and the `G722` package.
+`--real --held-out` keeps the test side apart from the training side, as a benchmark needs:
+test clean speech is another speaker (fr-CA prompts, `asterisk-core-sounds-fr-g722`, unpacked
+into its own folder) and test noise comes from hold-music tracks and sound effects that no
+training pair uses (`HELD_OUT_MUSIC` tracks, every `HELD_OUT_EFFECT_EVERY`-th effect).
 """
 
 import argparse
@@ -36,6 +40,12 @@ NOISE_TYPES = ("white", "pink", "babble", "hum", "bursts")
 # Fixed mtime for the wavs before archiving, so that the .7z files are byte-identical too.
 ARCHIVE_MTIME = 946684800  # 2000-01-01
 REAL_PACKAGES = ("asterisk-core-sounds-en-g722", "openttd-opensfx", "asterisk-moh-opsound-g722")
+# --held-out: the test side's speaker, unpacked apart so that plain --real builds never see it.
+HELD_OUT_VOICE_PACKAGES = ("asterisk-core-sounds-fr-g722",)
+TRAIN_VOICE = "en_US_f_Allison"
+HELD_OUT_VOICE = "fr_CA_f_June"
+HELD_OUT_MUSIC = 2  # the last 2 of the 5 sorted hold-music tracks are test-only
+HELD_OUT_EFFECT_EVERY = 4  # effects 0, 4, 8, ... are test-only
 DEFAULT_CACHE = Path.home() / ".cache" / "se-toolkit" / "debs"
 
 # (F1, F2, F3) in Hz of a few English vowels (Peterson & Barney averages).
@@ -194,18 +204,18 @@ def _run(cmd, cwd=None):
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
-def fetch_real_sources(cache_dir=None) -> Path:
-    """Download (once) and unpack the Debian packages with speech and noise; returns the folder
-    they are unpacked into."""
+def fetch_real_sources(cache_dir=None, packages=REAL_PACKAGES, folder: str = "extracted") -> Path:
+    """Download (once) and unpack the Debian `packages` with speech and noise; returns the
+    folder (`cache_dir/folder`) they are unpacked into."""
     cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
     for tool in ("apt-get", "dpkg"):
         if shutil.which(tool) is None:
             raise RealDataError(
-                f"--real needs {tool} (Debian/Ubuntu) to fetch {', '.join(REAL_PACKAGES)}; "
+                f"--real needs {tool} (Debian/Ubuntu) to fetch {', '.join(packages)}; "
                 f"build the synthetic dataset instead (omit --real)"
             )
     cache.mkdir(parents=True, exist_ok=True)
-    missing = [p for p in REAL_PACKAGES if not list(cache.glob(f"{p}_*.deb"))]
+    missing = [p for p in packages if not list(cache.glob(f"{p}_*.deb"))]
     if missing:
         rc, out = _run(["apt-get", "download", *missing], cwd=cache)
         if rc != 0:
@@ -213,8 +223,8 @@ def fetch_real_sources(cache_dir=None) -> Path:
             rc, out = _run(["apt-get", "download", *missing], cwd=cache)
         if rc != 0:
             raise RealDataError(f"apt-get download {' '.join(missing)} failed in {cache}:\n{out}")
-    root = cache / "extracted"
-    for pkg in REAL_PACKAGES:
+    root = cache / folder
+    for pkg in packages:
         deb = sorted(cache.glob(f"{pkg}_*.deb"))[-1]
         marker = root / f".{deb.name}.done"
         if not marker.exists():
@@ -256,22 +266,50 @@ def _opensfx_sounds(cat: Path) -> list:
     return sounds
 
 
-class _RealSources:
-    """Speech prompts and noise recordings loaded from the unpacked packages."""
+def _decode_prompts(folder: Path) -> list:
+    prompts = sorted(p for p in folder.rglob("*.g722") if "silence" not in p.parts)
+    if not prompts:
+        raise RealDataError(f"no .g722 prompts under {folder}")
+    decoded = [_trim_silence(_decode_g722(p)) for p in prompts]
+    return [p for p in decoded if len(p) > SAMPLE_RATE // 5]
 
-    def __init__(self, root: Path):
+
+class _RealSources:
+    """Speech prompts and noise recordings loaded from the unpacked packages.
+
+    With `held_out_root` (the unpacked `HELD_OUT_VOICE_PACKAGES`), `side("test")` gives another
+    speaker and noise recordings that `side("train")` never uses; without it both sides share
+    everything (the plain `--real` dataset).
+    """
+
+    def __init__(self, root: Path, held_out_root: Path | None = None):
         sounds = root / "usr" / "share" / "asterisk" / "sounds"
-        prompts = sorted(p for p in sounds.rglob("*.g722") if "silence" not in p.parts)
-        if not prompts:
-            raise RealDataError(f"no .g722 prompts under {sounds}")
-        self.prompts = [_trim_silence(_decode_g722(p)) for p in prompts]
-        self.prompts = [p for p in self.prompts if len(p) > SAMPLE_RATE // 5]
+        voice = sounds / TRAIN_VOICE
+        self.prompts = _decode_prompts(voice if voice.is_dir() else sounds)
         moh = sorted((root / "usr" / "share" / "asterisk" / "moh").glob("*.g722"))
         self.music = [_decode_g722(p) for p in moh]
         cats = sorted(root.rglob("opensfx.cat"))
         self.effects = _opensfx_sounds(cats[0]) if cats else []
         if not self.music and not self.effects:
             raise RealDataError(f"no noise recordings (hold music, opensfx) under {root}")
+        self.held_out = None
+        if held_out_root is not None:
+            other = held_out_root / "usr" / "share" / "asterisk" / "sounds" / HELD_OUT_VOICE
+            if len(self.music) <= HELD_OUT_MUSIC or len(self.effects) < 2 * HELD_OUT_EFFECT_EVERY:
+                raise RealDataError(f"too few noise recordings under {root} to hold some out "
+                                    f"({len(self.music)} music tracks, {len(self.effects)} effects)")
+            test_fx = set(range(0, len(self.effects), HELD_OUT_EFFECT_EVERY))
+            self.held_out = _RealSources.__new__(_RealSources)
+            self.held_out.prompts = _decode_prompts(other)
+            self.held_out.music = self.music[-HELD_OUT_MUSIC:]
+            self.held_out.effects = [e for i, e in enumerate(self.effects) if i in test_fx]
+            self.held_out.held_out = None
+            self.music = self.music[:-HELD_OUT_MUSIC]
+            self.effects = [e for i, e in enumerate(self.effects) if i not in test_fx]
+
+    def side(self, split: str) -> "_RealSources":
+        """The sources for `split` ("train" or "test")."""
+        return self.held_out if split == "test" and self.held_out is not None else self
 
     def speech(self, rng, n: int) -> np.ndarray:
         out, pos = np.zeros(n), int(rng.uniform(0.05, 0.3) * SAMPLE_RATE)
@@ -338,12 +376,14 @@ def build_local_dataset(
     real: bool = False,
     snr_db=(0.0, 10.0),
     cache_dir=None,
+    held_out: bool = False,
 ) -> Path:
     """Write the paired dataset under `out` (see the module docstring); returns `out`.
 
     `seconds` and `snr_db` are (low, high) ranges drawn per file, or one number. Earlier
     outputs of this function in `out` (the four folders, their archives, manifest.json) are
-    replaced. A `manifest.json` lists each pair's split, name, seconds, noise and SNR.
+    replaced. A `manifest.json` lists each pair's split, name, seconds, noise and SNR (and
+    speaker with `held_out`, which needs `real`: see the module docstring).
     """
     lo_s, hi_s = (seconds, seconds) if np.isscalar(seconds) else seconds
     lo_snr, hi_snr = (snr_db, snr_db) if np.isscalar(snr_db) else snr_db
@@ -353,12 +393,18 @@ def build_local_dataset(
         raise ValueError(f"seconds range {seconds} must satisfy 0.25 < low <= high <= 3600")
     if not (math.isfinite(lo_snr) and math.isfinite(hi_snr) and lo_snr <= hi_snr):
         raise ValueError(f"SNR range {snr_db} must be finite numbers of dB with low <= high")
+    if held_out and not real:
+        raise ValueError("--held-out needs --real (the synthetic data has no voices to hold out)")
     out = Path(out)
     blocker = next((p for p in [out, *out.parents] if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise ValueError(f"--out {out}: {blocker} is a file; give a folder for the dataset")
     # Fetch the real material before touching `out`: a failed download leaves it as it was.
-    sources = _RealSources(fetch_real_sources(cache_dir)) if real else None
+    sources = None
+    if real:
+        held_root = (fetch_real_sources(cache_dir, HELD_OUT_VOICE_PACKAGES, "extracted-held-out")
+                     if held_out else None)
+        sources = _RealSources(fetch_real_sources(cache_dir), held_root)
     out.mkdir(parents=True, exist_ok=True)
     for noisy_dir, clean_dir in SPLITS:
         for name in (noisy_dir, clean_dir):
@@ -379,21 +425,23 @@ def build_local_dataset(
                 kind = NOISE_TYPES[(index - 1) % len(NOISE_TYPES)]
                 clean, noise = speech_like(rng, n), make_noise(kind, rng, n)
             else:
-                clean = sources.speech(rng, n)
-                noise, kind = sources.noise(rng, n)
+                side = sources.side("test" if split_id else "train")
+                clean = side.speech(rng, n)
+                noise, kind = side.noise(rng, n)
             noisy, clean = mix_at_snr(clean, noise, snr)
             name = f"{index:04d}.wav"
             _write_pcm16(out / noisy_dir / name, noisy)
             _write_pcm16(out / clean_dir / name, clean)
-            manifest.append(
-                {"split": noisy_dir, "name": name, "seconds": n / SAMPLE_RATE,
-                 "noise": kind, "snr_db": round(snr, 3)}
-            )
+            entry = {"split": noisy_dir, "name": name, "seconds": n / SAMPLE_RATE,
+                     "noise": kind, "snr_db": round(snr, 3)}
+            if held_out:
+                entry["voice"] = HELD_OUT_VOICE if split_id else TRAIN_VOICE
+            manifest.append(entry)
     if archives:
         _pack_archives(out, [d for pair in SPLITS for d in pair])
     (out / "manifest.json").write_text(json.dumps(
         {"seed": seed, "real": real, "archives": archives, "sample_rate": SAMPLE_RATE,
-         "pairs": manifest}, indent=1) + "\n")
+         **({"held_out": True} if held_out else {}), "pairs": manifest}, indent=1) + "\n")
     return out
 
 
@@ -401,7 +449,8 @@ def summarize(out) -> str:
     """Short text summary of a built dataset from its manifest."""
     meta = json.loads((Path(out) / "manifest.json").read_text())
     lines = [f"{out}: {'real' if meta['real'] else 'synthetic'} data, seed {meta['seed']}"
-             + (", packed as .7z" if meta["archives"] else "")]
+             + (", packed as .7z" if meta["archives"] else "")
+             + (", test voice and noises held out" if meta.get("held_out") else "")]
     for split in ("train", "test"):
         rows = [p for p in meta["pairs"] if p["split"] == split]
         secs = [p["seconds"] for p in rows]
@@ -428,6 +477,9 @@ def main(argv=None) -> int:
                         metavar="DB", help="SNR in dB, or a LOW HIGH range")
     parser.add_argument("--real", action="store_true",
                         help="recorded speech and noise from Debian packages (apt-get)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="with --real: test pairs use another speaker and noise recordings "
+                             "that no training pair uses")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help=f"where --real keeps the packages (default {DEFAULT_CACHE})")
     args = parser.parse_args(argv)
@@ -442,6 +494,7 @@ def main(argv=None) -> int:
         out = build_local_dataset(
             args.out, n_train=args.train, n_test=args.test, seconds=seconds, seed=args.seed,
             archives=args.archives, real=args.real, snr_db=snr, cache_dir=args.cache_dir,
+            held_out=args.held_out,
         )
     except ValueError as exc:  # an option out of range or an --out that cannot be a folder
         print(f"error: {exc}", file=sys.stderr)
