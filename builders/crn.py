@@ -23,6 +23,8 @@ SPEC = ModelSpec(
     ),
     parameters={"BATCH_SIZE": 16, "EPOCHS": 30, "LR": 1e-3, "CROP_SECONDS": 3.0,
                 "WARMUP_EPOCHS": 0},
+    smoke_model_kwargs={"enc_channels": (8, 16, 16), "lstm_hidden": 16,
+                        "dec_channels": (16, 8, 8)},
 )
 
 

@@ -24,6 +24,7 @@ SPEC = ModelSpec(
     ),
     parameters={"BATCH_SIZE": 16, "EPOCHS": 30, "LR": 1e-3, "CROP_SECONDS": 3.0,
                 "WARMUP_EPOCHS": 0},
+    smoke_model_kwargs={"channels": (8, 16, 16), "hidden": 16},
 )
 
 

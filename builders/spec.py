@@ -56,6 +56,8 @@ class ModelSpec:
 
     ``name`` is the registry name (``build_model(name)``) and the notebook's folder and file name;
     ``model_module`` is the module rendered for the ``include=@model`` directive.
+    ``smoke_model_kwargs``: constructor kwargs of a shrunken model for the smoke harness's
+    learning check (seconds on a CPU); empty means the full-size model.
     """
 
     name: str
@@ -64,6 +66,7 @@ class ModelSpec:
     model_module: str
     description: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    smoke_model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):

@@ -4,7 +4,8 @@ The module cells of the freshly rendered notebook are executed into one namespac
 would) and every check uses the classes and functions found there, so a check passes only if the
 notebook's code works, not merely the importable modules. The seed's six checks (imports and
 config, aligned-crop dataset, model class, forward pass, loss, SI-SDR) plus a checkpoint round
-trip, the notebook lint and the committed-notebook freshness check.
+trip, the learning check (a shrunken model overfits one fixed batch: the loss must fall and
+SI-SDR must rise), the notebook lint and the committed-notebook freshness check.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import io
 import math
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -42,6 +44,7 @@ class SmokeContext:
     cfg: Any = None
     model: Any = None
     batch: tuple[torch.Tensor, torch.Tensor] | None = None
+    learning: Any = None  # LearningResult of check_learning
 
 
 def _exec_cells(ctx: SmokeContext) -> None:
@@ -178,6 +181,116 @@ def check_checkpoint(ctx: SmokeContext) -> str:
     return f"{path.stat().st_size / 1e6:.1f} MB, identical outputs after reload"
 
 
+# The learning check: a shrunken model (the spec's `smoke_model_kwargs`) trains on ONE fixed batch
+# of synthetic speech in noise for LEARNING_STEPS Adam steps. A model that can learn overfits it:
+# the loss under test falls by LEARNING_MIN_LOSS_DROP of its first value and SI-SDR on the batch
+# rises by LEARNING_MIN_SISDR_GAIN_DB. What runs but cannot learn fails one of the two: a mask
+# applied to the wrong tensor or an inverse STFT out of step (SI-SDR cannot rise), a loss with
+# the wrong sign (the objective falls, SI-SDR drops), a diverging learning rate (neither).
+LEARNING_STEPS = 30
+LEARNING_LR = 5e-3
+LEARNING_MIN_LOSS_DROP = 0.1
+LEARNING_MIN_SISDR_GAIN_DB = 2.0
+LEARNING_SECONDS = 0.5  # per item; two items
+
+
+@dataclass
+class LearningResult:
+    """Loss and SI-SDR (mean over the batch, dB) on the fixed batch before and after training."""
+
+    loss_before: float
+    loss_after: float
+    sisdr_before: float
+    sisdr_after: float
+    steps: int
+    seconds: float
+
+    @property
+    def loss_drop(self) -> float:
+        """Fall of the loss as a fraction of its first value's magnitude (NaN if not finite)."""
+        if not (finite(self.loss_before) and finite(self.loss_after)):
+            return math.nan
+        return (self.loss_before - self.loss_after) / max(abs(self.loss_before), 1e-8)
+
+    @property
+    def sisdr_gain(self) -> float:
+        return self.sisdr_after - self.sisdr_before
+
+    @property
+    def learned(self) -> bool:
+        return (finite(self.loss_drop) and self.loss_drop >= LEARNING_MIN_LOSS_DROP
+                and finite(self.sisdr_gain) and self.sisdr_gain >= LEARNING_MIN_SISDR_GAIN_DB)
+
+    def describe(self) -> str:
+        return (f"loss {self.loss_before:.4f} -> {self.loss_after:.4f} "
+                f"({100 * self.loss_drop:+.0f}% fall, need {100 * LEARNING_MIN_LOSS_DROP:.0f}%), "
+                f"SI-SDR {self.sisdr_before:.2f} -> {self.sisdr_after:.2f} dB "
+                f"({self.sisdr_gain:+.2f}, need +{LEARNING_MIN_SISDR_GAIN_DB:.1f}); "
+                f"{self.steps} steps on one fixed batch in {self.seconds:.1f} s")
+
+
+def learning_batch(sample_rate: int = 16000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noisy (2, T), clean (2, T)): synthetic speech in white and pink noise at 0 dB, 1 s each."""
+    from smoke.dataset import make_noise, mix_at_snr, speech_like
+
+    rng = np.random.default_rng(seed)
+    n = int(LEARNING_SECONDS * sample_rate)
+    noisy, clean = [], []
+    for kind in ("white", "pink"):
+        x, y = mix_at_snr(speech_like(rng, n, sample_rate), make_noise(kind, rng, n, sample_rate),
+                          0.0)
+        noisy.append(torch.from_numpy(x).float())
+        clean.append(torch.from_numpy(y).float())
+    return torch.stack(noisy), torch.stack(clean)
+
+
+def learning_trial(model, loss_fn, si_sdr, batch, *, lr: float = LEARNING_LR,
+                   steps: int = LEARNING_STEPS, seed: int = 0) -> LearningResult:
+    """Overfit `model` on `batch` = (noisy (B, T), clean (B, T)) with Adam; measure before/after.
+
+    Both measurements are in train mode (batch statistics, as during the steps) on the same batch;
+    a non-finite loss stops the trial early and leaves NaN in the result.
+    """
+    torch.manual_seed(seed)
+    noisy, clean = batch
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def _measure():
+        with torch.no_grad():
+            est = model(noisy)
+            return float(loss_fn(est, clean)), float(si_sdr(est, clean).mean())
+
+    start = time.perf_counter()
+    loss_before, sisdr_before = _measure()
+    done = 0
+    for done in range(1, steps + 1):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(noisy), clean)
+        if not torch.isfinite(loss):
+            return LearningResult(loss_before, math.nan, sisdr_before, math.nan, done,
+                                  time.perf_counter() - start)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+    loss_after, sisdr_after = _measure()
+    return LearningResult(loss_before, loss_after, sisdr_before, sisdr_after, done,
+                          time.perf_counter() - start)
+
+
+def check_learning(ctx: SmokeContext) -> str:
+    ns = ctx.ns
+    torch.manual_seed(0)  # the same initial weights every run: the figures are reproducible
+    model = ns["build_model"](ctx.spec.name, **ctx.spec.smoke_model_kwargs)
+    loss_fn = ns["build_loss"](ctx.cfg.loss)
+    result = learning_trial(model, loss_fn, ns["si_sdr"], learning_batch(ctx.cfg.sample_rate))
+    ctx.learning = result
+    if not result.learned:
+        raise SmokeCheckError(f"{ctx.spec.name} ({ctx.cfg.loss} loss) does not learn: "
+                              f"{result.describe()}")
+    return result.describe()
+
+
 def check_lint(ctx: SmokeContext) -> str:
     raise_for_issues(lint_notebook(ctx.notebook), what=f"{ctx.spec.name} notebook")
     n = sum(1 for c in ctx.notebook.cells if c.cell_type == "code")
@@ -206,6 +319,7 @@ CHECKS: list[tuple[str, Callable[[SmokeContext], str]]] = [
     ("loss", check_loss),
     ("si_sdr", check_si_sdr),
     ("checkpoint", check_checkpoint),
+    ("learning", check_learning),
     ("lint", check_lint),
     ("committed", check_committed),
 ]
