@@ -155,3 +155,38 @@ def test_real_sources(tmp_path):
     noisy, _ = sf.read(str(out / "train" / "0001.wav"))
     assert sr == 16000 and np.std(clean) > 0.01
     assert 0.3 < np.corrcoef(noisy, clean)[0, 1] < 0.999
+
+
+def test_held_out_needs_real(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "h"), "--held-out"]) == 1
+    assert "--held-out needs --real" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get (Debian/Ubuntu)")
+def test_real_held_out_test_side_uses_another_voice_and_noises(tmp_path):
+    pytest.importorskip("G722")
+    from smoke.dataset import (
+        DEFAULT_CACHE,
+        HELD_OUT_VOICE,
+        HELD_OUT_VOICE_PACKAGES,
+        TRAIN_VOICE,
+        _RealSources,
+        fetch_real_sources,
+    )
+
+    out = build_local_dataset(tmp_path / "h", n_train=2, n_test=2, seconds=(3.0, 4.0),
+                              real=True, held_out=True, cache_dir=DEFAULT_CACHE)
+    meta = json.loads((out / "manifest.json").read_text())
+    assert meta["held_out"]
+    voices = {(p["split"], p["voice"]) for p in meta["pairs"]}
+    assert voices == {("train", TRAIN_VOICE), ("test", HELD_OUT_VOICE)}
+    src = _RealSources(fetch_real_sources(DEFAULT_CACHE),
+                       fetch_real_sources(DEFAULT_CACHE, HELD_OUT_VOICE_PACKAGES,
+                                          "extracted-held-out"))
+    test = src.side("test")
+    train_ids = {id(x) for x in src.music + src.effects}
+    assert test.music and test.effects and not train_ids & {id(x) for x in test.music + test.effects}
+    # a plain --real build keeps one speaker: the held-out voice is unpacked elsewhere
+    plain = _RealSources(fetch_real_sources(DEFAULT_CACHE))
+    assert plain.side("test") is plain and len(plain.prompts) == len(src.prompts)
