@@ -59,13 +59,22 @@ class EnhanceError(ValueError):
     """A problem with the command's inputs (checkpoint, model name); message says the fix."""
 
 
+def legacy_model_kwargs(model_kwargs: dict | None) -> dict:
+    """Constructor kwargs for a checkpoint without `model_config` (written before the trainer
+    recorded it, or a bare state_dict): such a model estimated a real mask, whatever the
+    constructors' default `output` is today."""
+    return {"output": "mask", **dict(model_kwargs or {})}
+
+
 def load_model(checkpoint, model_name: str | None = None, model_kwargs: dict | None = None,
                *, trusted: bool = False) -> nn.Module:
     """An eval-mode CPU model from our checkpoint dict or a bare state_dict.
 
-    The checkpoint's `config` (a RunConfig dict: `model`, `model_kwargs`) names the architecture;
-    `model_name`/`model_kwargs` override it and are required for a bare state_dict. The file is
-    read weights-only (nothing in it can run) unless `trusted`.
+    The checkpoint's `config` (a RunConfig dict: `model`, `model_kwargs`) names the architecture,
+    and its `model_config` (the model's `get_config()`, saved by the trainer) gives every
+    constructor argument; older checkpoints without it are real-mask models
+    (`legacy_model_kwargs`). `model_name`/`model_kwargs` override them and are required for a
+    bare state_dict. The file is read weights-only (nothing in it can run) unless `trusted`.
     """
     import templates.models.crn_causal  # noqa: F401  registers "crn_causal"
 
@@ -87,7 +96,12 @@ def load_model(checkpoint, model_name: str | None = None, model_kwargs: dict | N
             f"{path.name}: a bare state_dict does not say which model it holds; pass --model "
             f"NAME (one of {', '.join(model_names())})"
         )
-    kwargs = dict(cfg.get("model_kwargs") or {}) if model_kwargs is None else dict(model_kwargs)
+    if model_kwargs is not None:
+        kwargs = dict(model_kwargs)
+    elif ckpt.get("model_config") and name == cfg.get("model"):
+        kwargs = dict(ckpt["model_config"])  # the full architecture, recorded by the trainer
+    else:
+        kwargs = legacy_model_kwargs(cfg.get("model_kwargs"))
     try:
         model = build_model(name, **kwargs)
     except (TypeError, ValueError) as e:

@@ -359,6 +359,8 @@ def train_model(
                 epoch=epoch, val_loss=val_loss, best_val=best_val, best_epoch=best_epoch,
                 config=config, history=history, bad_epochs=bad_epochs,
                 train_seconds=train_seconds, rng=_train_rng_state(),
+                # the architecture as built (mask type included): loaders rebuild from it
+                model_config=bare.get_config() if hasattr(bare, "get_config") else None,
             )
             if improved:
                 save_checkpoint(best_path, **state)

@@ -168,3 +168,17 @@ def test_missing_webrtcvad_fails_once_up_front(trained, tmp_path, capsys, monkey
     assert rc == 2
     assert err.count("pip install webrtcvad-wheels") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_load_model_follows_the_recorded_model_config(tmp_path):
+    """A crm checkpoint records its full config; an older one (no model_config) is a mask model."""
+    from deploy.enhance import load_model
+
+    crm = build_model("crn_causal", **KW, output="crm")
+    save_checkpoint(tmp_path / "crm.pth", model=crm, config={"model": "crn_causal",
+                    "model_kwargs": KW}, model_config=crm.get_config())
+    assert load_model(tmp_path / "crm.pth").output == "crm"
+    mask = build_model("crn_causal", **KW)
+    save_checkpoint(tmp_path / "old.pth", model=mask, config={"model": "crn_causal",
+                    "model_kwargs": KW})
+    assert load_model(tmp_path / "old.pth").output == "mask"
