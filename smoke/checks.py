@@ -131,6 +131,12 @@ def check_forward(ctx: SmokeContext) -> str:
     b, n_freq = noisy.shape[0], ctx.ns["N_FFT"] // 2 + 1
     if mask.dim() != 3 or tuple(mask.shape[:2]) != (b, n_freq):
         raise SmokeCheckError(f"mask shape {tuple(mask.shape)}, expected ({b}, {n_freq}, N)")
+    if torch.is_complex(mask):  # a complex ratio mask: tanh-bounded real and imaginary parts
+        parts = torch.stack([mask.real, mask.imag])
+        if not torch.isfinite(out).all() or parts.abs().max() > 1:
+            raise SmokeCheckError(f"non-finite output or complex mask part outside [-1, 1] "
+                                  f"(max |part| {float(parts.abs().max()):.3f})")
+        return f"{tuple(noisy.shape)} -> {tuple(out.shape)}, complex mask {tuple(mask.shape)}"
     if not torch.isfinite(out).all() or mask.min() < 0 or mask.max() > 1:
         raise SmokeCheckError(f"non-finite output or mask outside [0, 1] "
                               f"({float(mask.min()):.3f}..{float(mask.max()):.3f})")

@@ -18,9 +18,9 @@ TINY = {
 }
 
 
-def _tiny(name):
+def _tiny(name, **kw):
     torch.manual_seed(0)
-    m = build_model(name, **TINY[name])
+    m = build_model(name, **TINY[name], **kw)
     m.train()
     with torch.no_grad():  # non-default BatchNorm statistics
         m(torch.randn(2, 3000))
@@ -98,3 +98,23 @@ def test_onnx_export_leaves_the_model_untouched(tmp_path):
     assert m.training is False
     assert not any("forward" in vars(mod) for mod in m.modules())  # no patched attention left
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["crn", "crn_causal", "dpt"])
+def test_onnx_complex_ratio_mask_leaves_as_a_real_pair(name, tmp_path):
+    """ONNX has no complex tensors: a crm masker exports (1, 3, F, N) -> (1, 2, F, N)."""
+    from templates.export import mask_from_onnx
+
+    m = _tiny(name, output="crm")
+    path = export_masker_onnx(m, tmp_path / f"{name}.onnx", n_frames=20)
+    assert m.output == "crm" and not getattr(m, "export_mask_pair", False)  # only the copy
+    feats = torch.randn(1, 3, 257, 9)
+    out = onnx_session(path).run(None, {"magnitude": feats.numpy()})[0]
+    with torch.no_grad():
+        ref = m.masker(feats)
+    assert out.shape == (1, 2, 257, 9)
+    torch.testing.assert_close(mask_from_onnx(torch.from_numpy(out)), ref, atol=4 * ONNX_MASK_TOLERANCE,
+                               rtol=0)
+    wav = 0.3 * torch.randn(5000)
+    with torch.no_grad():
+        torch.testing.assert_close(OnnxEnhancer(m, path)(wav), m(wav[None])[0], atol=1e-4, rtol=0)

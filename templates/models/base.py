@@ -164,10 +164,14 @@ class MaskingModel(nn.Module):
     def mask_from_logits(self, z: torch.Tensor) -> torch.Tensor:
         """The masker's last-layer output (B, out_channels, F, N) -> mask (B, F, N).
 
-        `"mask"`: sigmoid, real in [0, 1]. `"crm"`: tanh(z_re) + j tanh(z_im), complex64.
+        `"mask"`: sigmoid, real in [0, 1]. `"crm"`: tanh(z_re) + j tanh(z_im), complex64, or
+        the real pair (B, 2, F, N) while `export_mask_pair` is set (ONNX has no complex
+        tensors; `templates.export` sets it on the copy it exports).
         """
         if self.output == "crm":
             z = torch.tanh(z.float())
+            if getattr(self, "export_mask_pair", False):
+                return z  # B, 2, F, N: real, imag
             return torch.complex(z[:, 0], z[:, 1])  # B, F, N
         return torch.sigmoid(z[:, 0])  # B, F, N
 
