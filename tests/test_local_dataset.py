@@ -158,7 +158,7 @@ def test_real_sources(tmp_path):
 
 
 def test_held_out_needs_real(tmp_path, capsys):
-    assert main(["--out", str(tmp_path / "h"), "--held-out"]) == 1
+    assert main(["--out", str(tmp_path / "h"), "--held-out"]) == 2  # an option error
     assert "--held-out needs --real" in capsys.readouterr().err
 
 
