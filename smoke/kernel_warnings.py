@@ -3,12 +3,15 @@ notebook's own code triggers, so the harness can fail the rehearsal with the cel
 
 Standard library only, Python 3.10+: it runs in the Kaggle-image venv, not the toolkit's.
 
-A warning is recorded when its category is one of `WATCHED` and the code that called
-``warnings.warn`` is not the Jupyter kernel's own machinery (ipykernel, IPython, ...: on Kaggle
-those are Kaggle's business). The record names the innermost frame of notebook code on the stack
-(cell file and line, i.e. where our code called into the library), the code that emitted it and
-the cell being executed. Every such warning is shown once per location (``default`` action, also
-for DeprecationWarning, which Python hides outside ``__main__``) and still printed as usual.
+A warning is recorded when notebook code is on the stack, the code that called ``warnings.warn``
+is not the Jupyter kernel's own machinery (ipykernel, IPython, ...), and Python addresses it to
+the notebook: a FutureWarning or UserWarning (shown to everyone by default), or a
+DeprecationWarning / PendingDeprecationWarning attributed to a notebook cell (Python shows those
+only in ``__main__``: they are for the direct caller; a library's deprecation inside another
+library, e.g. pyparsing's inside matplotlib on Kaggle's own image, is theirs). Warning filters are
+left as a Kaggle session has them: the watch sees what the notebook's output shows. The record
+names the innermost frame of notebook code (cell file and line: where our code called into the
+library), the code that emitted it and the cell being executed.
 """
 
 import json
@@ -18,7 +21,8 @@ import re
 import sys
 import warnings
 
-WATCHED = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, UserWarning)
+DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning)
+WATCHED = DEPRECATIONS + (FutureWarning, UserWarning)
 MACHINERY = ("ipykernel", "IPython", "jupyter_client", "jupyter_core", "traitlets", "zmq",
              "tornado", "comm", "debugpy", "asyncio", "nest_asyncio", "_rehearsal_warnings")
 _seen = set()
@@ -42,6 +46,8 @@ def _execution_count():
 
 
 def _record(path, message, category, filename, lineno):
+    if issubclass(category, DEPRECATIONS) and not _CELL_FILE.search(str(filename)):
+        return
     skip = (warnings.__file__, __file__)  # the warnings module and this watch
     frame = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename in skip:
@@ -74,8 +80,6 @@ def _record(path, message, category, filename, lineno):
 
 def install(path) -> None:
     """Record watched warnings into the JSON-lines file `path` (appended)."""
-    for category in WATCHED:
-        warnings.filterwarnings("default", category=category)
     shown = warnings.showwarning
 
     def showwarning(message, category, filename, lineno, file=None, line=None):

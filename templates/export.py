@@ -235,7 +235,14 @@ def export_masker_onnx(model: nn.Module, path, n_frames: int = 64, opset: int = 
             mod.forward = types.MethodType(_export_attention_forward, mod)
     mag = torch.rand(1, 1, model.n_freq, n_frames)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # Known and handled, so not shown: tracing notes, the legacy exporter's notes from inside
+        # torch.onnx, and its deprecation (torch>=2.9; where it is gone the dynamo exporter below
+        # takes over). Anything else still reaches the notebook's output.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message=r"(?s).*legacy TorchScript-based ONNX export",
+                                category=DeprecationWarning)
         try:
             torch.onnx.export(graph, (mag,), str(path), input_names=["magnitude"],
                               output_names=["mask"], opset_version=opset, dynamo=False,
