@@ -4,6 +4,12 @@ papermill injects small values after the ``parameters`` cell (one epoch, a step 
 dataset in the Kaggle layout with ``.7z`` archives, a temporary working directory, CPU), runs the
 notebook top to bottom, and the outputs DESIGN.md lists are then checked: files exist and the
 summary's metrics are finite. A failing cell is reported by index and section with its traceback.
+
+With ``env`` (a Kaggle-image venv from smoke/kaggle_env.py) the kernel runs that venv's python
+through a kernelspec of its own, papermill still drives it from the toolkit's venv (as Kaggle's
+own runner drives the image's kernel), and every DeprecationWarning, FutureWarning or UserWarning
+the notebook's code triggers (smoke/kernel_warnings.py records them) fails the rehearsal with the
+cell and the line: a deprecation in today's image is the breakage of the next one.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,11 +94,14 @@ def _failed_cell(executed: Path, original: Path) -> str:
 
 def check_outputs(name: str, work_dir: Path) -> dict[str, Any]:
     """The files exist and the summary's metrics are finite numbers; returns the summary."""
-    missing = [f for f in expected_outputs(name) if not (work_dir / f).is_file()]
+    path = work_dir / f"{name}_summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    # INT8 is skipped, with its reason recorded, where torch no longer has torch.ao.quantization
+    int8_skipped = (summary.get("export") or {}).get("int8_skipped")
+    expected = [f for f in expected_outputs(name) if not (int8_skipped and f == f"{name}_int8.pth")]
+    missing = [f for f in expected if not (work_dir / f).is_file()]
     if missing:
         raise RehearsalError(f"{work_dir}: missing outputs {missing}")
-    path = work_dir / f"{name}_summary.json"
-    summary = json.loads(path.read_text(encoding="utf-8"))
     bad = []
     for group in ("noisy", "enhanced", "delta"):
         for metric in ("pesq", "stoi", "si_sdr"):
@@ -101,34 +111,120 @@ def check_outputs(name: str, work_dir: Path) -> dict[str, Any]:
     if bad:
         raise RehearsalError(f"{path.name}: metrics not finite: {', '.join(bad)}")
     latency = summary.get("export", {}).get("latency") or []
-    if {row.get("variant") for row in latency} != {"fp32", "int8", "onnx"}:
+    if {row.get("variant") for row in latency} != {"fp32", "onnx"} | (set() if int8_skipped else {"int8"}):
         raise RehearsalError(f"{path.name}: export latency table incomplete: {latency!r}")
     return summary
 
 
+def env_kernel(env, folder: Path) -> tuple[str, Path, Path]:
+    """A kernelspec running ``env``'s python (in a fresh overlay, see kaggle_env.kernel_overlay)
+    with the warning watch loaded at startup; returns (kernel name, JUPYTER_PATH entry, file the
+    watch writes its JSON lines to)."""
+    from smoke.kaggle_env import kernel_overlay
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    python = kernel_overlay(env, folder / "venv")
+    watch = folder / "_rehearsal_warnings.py"
+    shutil.copyfile(Path(__file__).with_name("kernel_warnings.py"), watch)
+    startup = folder / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    # runs in the user namespace: leave no names behind
+    (startup / "00-rehearsal-warnings.py").write_text(
+        "import importlib.util as _u, sys as _s\n"
+        f"_m = _u.spec_from_file_location('_rehearsal_warnings', {str(watch)!r})\n"
+        "_s.modules['_rehearsal_warnings'] = _x = _u.module_from_spec(_m)\n"
+        "_m.loader.exec_module(_x)\n"
+        "del _u, _s, _m, _x\n", encoding="utf-8")
+    warnings_file = folder / "warnings.jsonl"
+    name = f"se-{env.pins.name}"
+    spec_dir = folder / "jupyter" / "kernels" / name
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"Python ({env.pins.name})", "language": "python",
+        "env": {"IPYTHONDIR": str(folder / "ipython"), "SE_REHEARSAL_WARNINGS": str(warnings_file),
+                "PYTHONNOUSERSITE": "1"},
+    }, indent=1), encoding="utf-8")
+    return name, folder / "jupyter", warnings_file
+
+
+def read_warnings(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def describe_warnings(rows: list[dict], executed: Path, original: Path) -> str:
+    """One line per warning: the cell that ran, the cell and line of our code that called into
+    the library, the warning, and the code that emitted it."""
+    import nbformat
+
+    cells = nbformat.read(str(original), as_version=4).cells
+    index_of = {c.get("id"): i for i, c in enumerate(cells)}
+    by_count = {}
+    if executed.is_file():
+        for cell in nbformat.read(str(executed), as_version=4).cells:
+            if cell.get("execution_count") is not None:
+                by_count[cell["execution_count"]] = cell
+    by_source = {c.source.strip(): i for i, c in enumerate(cells) if c.cell_type == "code"}
+    lines = []
+    for row in rows:
+        ran = by_count.get(row.get("execution_count"))
+        ran_at = (f"cell {index_of.get(ran.get('id'), '(injected)')} ({cell_section(ran)})"
+                  if ran is not None else "a cell")
+        defined = by_source.get((row.get("cell_text") or "").strip())
+        where = ran_at if ran is not None and defined == index_of.get(ran.get("id")) else (
+            f"{ran_at} calling cell {defined} ({cell_section(cells[defined])})"
+            if defined is not None else f"{ran_at} calling code defined elsewhere")
+        lines.append(f"  {where} line {row['cell_line']}: `{row.get('code', '')}`\n"
+                     f"    {row['category']}: {row['message'].strip().splitlines()[0]}\n"
+                     f"    (emitted by {row['emitter']}, reported at {row['filename']}:{row['lineno']})")
+    return "\n".join(lines)
+
+
 def rehearse(spec: ModelSpec, notebook: Path, data_dir: Path, work_root: Path,
-             timeout: int = 600) -> RehearsalResult:
-    """Execute ``notebook`` with the rehearsal parameters; raise :class:`RehearsalError` on failure."""
+             timeout: int = 600, env=None) -> RehearsalResult:
+    """Execute ``notebook`` with the rehearsal parameters; raise :class:`RehearsalError` on failure.
+
+    ``env`` (a :class:`smoke.kaggle_env.KaggleEnv`): run the kernel in that Kaggle-image venv and
+    fail on any warning the notebook's code triggers there.
+    """
     import papermill as pm
 
     work_dir = work_root / f"{spec.name}-work"
     work_dir.mkdir(parents=True, exist_ok=True)
     executed = work_root / f"{spec.name}.executed.ipynb"
     params = rehearsal_parameters(data_dir, work_dir)
+    kernel_name, warnings_file = "python3", None
     # CPU: hide any GPU from the kernel (it inherits this environment)
-    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    overrides = {"CUDA_VISIBLE_DEVICES": ""}
+    if env is not None:
+        kernel_name, jupyter_path, warnings_file = env_kernel(env, work_root / f"{spec.name}-kernel")
+        overrides["JUPYTER_PATH"] = os.pathsep.join(
+            [str(jupyter_path)] + [p for p in [os.environ.get("JUPYTER_PATH")] if p])
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name="python3",
+        pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name=kernel_name,
                             cwd=str(work_root), progress_bar=False, execution_timeout=timeout)
     except pm.PapermillExecutionError as exc:
         raise RehearsalError(f"{spec.name}: {_failed_cell(executed, notebook)}") from exc
     finally:
-        if saved is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = saved
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     seconds = time.perf_counter() - start
+    if warnings_file is not None:
+        rows = read_warnings(warnings_file)
+        if rows:
+            raise RehearsalError(
+                f"{spec.name}: {len(rows)} warning(s) from the notebook's code in env "
+                f"{env.pins.name} (a deprecation today is the next image's breakage):\n"
+                f"{describe_warnings(rows, executed, notebook)}")
     summary = check_outputs(spec.name, work_dir)
     return RehearsalResult(spec.name, seconds, work_dir, executed, summary)

@@ -46,6 +46,7 @@ class CheckResult:
 class SmokeReport:
     results: list[CheckResult] = field(default_factory=list)
     rehearsals: dict = field(default_factory=dict)  # model -> RehearsalResult
+    env: object = None  # the KaggleEnv the rehearsals ran in (None: the toolkit's venv)
 
     @property
     def ok(self) -> bool:
@@ -111,11 +112,11 @@ def _check_model(spec: ModelSpec, tmp: Path, notebook: Path | None, report: Smok
 
 
 def _rehearse_model(spec: ModelSpec, notebook: Path, data_dir: Path, tmp: Path,
-                    report: SmokeReport, echo) -> None:
+                    report: SmokeReport, echo, env=None) -> None:
     from smoke.rehearse import rehearse
 
     def _go() -> str:
-        res = rehearse(spec, notebook, data_dir, tmp)
+        res = rehearse(spec, notebook, data_dir, tmp, env=env)
         report.rehearsals[spec.name] = res
         m = res.summary["metrics"]
         return (f"{res.seconds:.0f} s; noisy PESQ {m['noisy']['pesq']:.3f} -> enhanced "
@@ -130,13 +131,21 @@ def _rehearse_model(spec: ModelSpec, notebook: Path, data_dir: Path, tmp: Path,
 
 
 def run_smoke(models=MODELS, rehearse: bool = False, data: Path | None = None,
-              notebooks: dict[str, Path] | None = None, echo=print) -> SmokeReport:
+              notebooks: dict[str, Path] | None = None, echo=print, env=None) -> SmokeReport:
     """Run the checks (and the rehearsal) for ``models``; ``notebooks`` maps a model to the
     notebook file to check instead of a fresh default render (the push gate passes its folder's).
+    ``env``: rehearse in that Kaggle-image environment (a name in smoke/envs/ or a pins file;
+    see smoke/kaggle_env.py) instead of the toolkit's own venv.
     """
     from builders.render import write_notebook
 
     report = SmokeReport()
+    if rehearse and env is not None:
+        from smoke.kaggle_env import ensure_env, load_pins
+
+        env = ensure_env(load_pins(env), echo=echo)
+        report.env = env
+        echo(env.describe())
     notebooks = notebooks or {}
     # tmpfs when there is one: checkpoints are fsynced, which a busy disk makes slow
     shm = Path("/dev/shm")
@@ -162,7 +171,7 @@ def run_smoke(models=MODELS, rehearse: bool = False, data: Path | None = None,
                 data_dir = default_dataset(tmp / "data")
             # rehearse exactly the notebook the checks looked at
             notebook = notebooks.get(name) or write_notebook(ctx.notebook, tmp / name / spec.notebook_file)
-            _rehearse_model(spec, notebook, data_dir, tmp / name, report, echo)
+            _rehearse_model(spec, notebook, data_dir, tmp / name, report, echo, env=env)
     return report
 
 
@@ -196,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also execute each rendered notebook end to end on local data")
     parser.add_argument("--data", type=Path, help="local dataset in the Kaggle layout for the "
                         "rehearsal (default: generated with .7z archives)")
+    parser.add_argument("--env", metavar="NAME|FILE",
+                        help="rehearse in a Kaggle-image venv (created once, cached): "
+                        "kaggle-2026-05 (today's image), kaggle-next, or your own pins file")
     args = parser.parse_args(argv)
     if args.data is not None:  # up front: not after minutes of checks
         if not args.rehearse:
@@ -213,10 +225,25 @@ def main(argv: list[str] | None = None) -> int:
         if absent:
             parser.error(f"--data {args.data}: no {', '.join(absent)} below it (neither a folder "
                          f"of that name nor its .7z archive; the Kaggle layout)")
+    if args.env and not args.rehearse:
+        parser.error("--env needs --rehearse")
     models = args.model or list(MODELS)
-    report = run_smoke(models, rehearse=args.rehearse, data=args.data)
+    from smoke.kaggle_env import EnvError, load_pins
+
+    if args.env:
+        try:
+            load_pins(args.env)
+        except EnvError as exc:
+            parser.error(str(exc))
+    try:
+        report = run_smoke(models, rehearse=args.rehearse, data=args.data, env=args.env)
+    except EnvError as exc:  # the env could not be built: nothing was rehearsed
+        print(f"smoke/run.py: env {args.env}: {exc}", file=sys.stderr)
+        return 2
     print()
     print(report.table())
+    if report.env is not None:
+        print(report.env.describe())
     print()
     print(push_summary(models))
     return 0 if report.ok else 1

@@ -7,11 +7,18 @@ fp32, INT8 and ONNX Runtime on this machine's CPU with one thread. Per-hop time 
 to enhance one 3 s crop divided by its number of hops (188): the models are not streaming, so
 this is throughput per hop, not the latency of a frame-by-frame stream. A hop is 16 ms of audio.
 When onnx/onnxruntime are missing the ONNX part is skipped with a printed reason.
+
+INT8 uses `torch.ao.quantization.quantize_dynamic`, deprecated since torch 2.10 (a
+DeprecationWarning at each call: "will be removed"). Its named successor, torchao's `quantize_`,
+has no LSTM kernel and is not in Kaggle's image, so the export keeps the torch API while torch has
+it and silences exactly that known warning; where torch no longer has it, the INT8 file and
+latency row are skipped and the reason is recorded in the summary (`int8_skipped`), never a crash.
 """
 
 import copy
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -23,11 +30,29 @@ INT8_FORMAT = "dynamic_int8"
 ONNX_MASK_TOLERANCE = 1e-4
 
 
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """An eval-mode CPU copy of `model` with nn.LSTM and nn.Linear dynamically quantized to int8."""
-    from torch.ao.quantization import quantize_dynamic
+# The deprecation torch 2.10+ prints for torch.ao.quantization (handled: see the module docstring).
+_AO_DEPRECATION = r"(?s).*torch\.ao\.quantization is deprecated"
 
-    q = quantize_dynamic(copy.deepcopy(model).cpu().eval(), {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+
+class Int8Unavailable(RuntimeError):
+    """This torch has no eager dynamic INT8 quantization (torch.ao.quantization was removed)."""
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """An eval-mode CPU copy of `model` with nn.LSTM and nn.Linear dynamically quantized to int8.
+
+    Raises `Int8Unavailable` naming the torch version when torch no longer has the API.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_AO_DEPRECATION, category=DeprecationWarning)
+        try:
+            from torch.ao.quantization import quantize_dynamic
+        except ImportError as exc:
+            raise Int8Unavailable(
+                f"torch {torch.__version__} has no torch.ao.quantization.quantize_dynamic "
+                f"(removed after its deprecation in torch 2.10): {exc}") from exc
+        q = quantize_dynamic(copy.deepcopy(model).cpu().eval(), {nn.LSTM, nn.Linear},
+                             dtype=torch.qint8)
     for mod in q.modules():
         if isinstance(mod, nn.TransformerEncoderLayer):
             # The eval-mode "fast path" reads linear1.weight as a tensor, but a dynamically
@@ -67,7 +92,8 @@ def _export_row(name: str, times_ms: list, n_hops: int, hop_ms: float, size_mb) 
 def export_artifacts(model: nn.Module, work_dir, sample_rate: int = 16000, repeats: int = 5) -> dict:
     """Write `<model>_int8.pth` and `<model>_masker.onnx` under `work_dir`; time them on CPU.
 
-    Returns `{"int8_path", "onnx_path" (or None), "onnx_skipped" (reason or None),
+    Returns `{"int8_path" (or None), "int8_skipped" (reason or None), "onnx_path" (or None),
+    "onnx_skipped" (reason or None),
     "latency": [rows of variant, ms_per_hop_median, ms_per_hop_max, rtf, size_mb], "definition"}`
     for the summary JSON.
     """
@@ -80,10 +106,15 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = 16000, repea
     try:
         fp32_path = work / f"{name}_fp32_state.pth"
         torch.save(fp32.state_dict(), fp32_path)
-        int8 = quantize_int8(fp32)
-        int8_path = work / f"{name}_int8.pth"
-        torch.save({"model": int8.state_dict(), "config": {"model": name,
-                    "model_kwargs": fp32.get_config()}, "quantized": INT8_FORMAT}, int8_path)
+        int8, int8_path, int8_skipped = None, None, None
+        try:
+            int8 = quantize_int8(fp32)
+        except Int8Unavailable as exc:
+            int8_skipped = str(exc)
+        if int8 is not None:
+            int8_path = work / f"{name}_int8.pth"
+            torch.save({"model": int8.state_dict(), "config": {"model": name,
+                        "model_kwargs": fp32.get_config()}, "quantized": INT8_FORMAT}, int8_path)
 
         crop = torch.randn(1, 3 * sample_rate) * 0.1
         hop = fp32.front_end.hop
@@ -93,8 +124,9 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = 16000, repea
         with torch.no_grad():
             rows.append(_export_row("fp32", time_calls_ms(lambda: fp32(crop), repeats), n_hops,
                                     hop_ms, fp32_path.stat().st_size / 2**20))
-            rows.append(_export_row("int8", time_calls_ms(lambda: int8(crop), repeats), n_hops,
-                                    hop_ms, int8_path.stat().st_size / 2**20))
+            if int8 is not None:
+                rows.append(_export_row("int8", time_calls_ms(lambda: int8(crop), repeats),
+                                        n_hops, hop_ms, int8_path.stat().st_size / 2**20))
         onnx_path, skipped = _export_onnx_masker(fp32, work / f"{name}_masker.onnx", n_hops)
         if onnx_path is not None:
             import onnxruntime as ort
@@ -120,10 +152,13 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = 16000, repea
     for r in rows:
         print(f"{r['variant']:<8} {r['ms_per_hop_median']:>8.3f} {r['ms_per_hop_max']:>8.3f} "
               f"{r['rtf']:>8.4f} {r['size_mb']:>8.2f}")
+    if int8_skipped:
+        print(f"INT8 export skipped: {int8_skipped}")
     if skipped:
         print(f"ONNX export skipped: {skipped}")
     return {
-        "int8_path": str(int8_path),
+        "int8_path": None if int8_path is None else str(int8_path),
+        "int8_skipped": int8_skipped,
         "onnx_path": None if onnx_path is None else str(onnx_path),
         "onnx_skipped": skipped,
         "latency": rows,
@@ -202,7 +237,6 @@ def export_masker_onnx(model: nn.Module, path, n_frames: int = 64, opset: int = 
     a `RuntimeError` naming the file says otherwise.
     """
     import types
-    import warnings
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,7 +247,14 @@ def export_masker_onnx(model: nn.Module, path, n_frames: int = 64, opset: int = 
             mod.forward = types.MethodType(_export_attention_forward, mod)
     mag = torch.rand(1, _export_in_channels(model), model.n_freq, n_frames)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # Known and handled, so not shown: tracing notes, the legacy exporter's notes from inside
+        # torch.onnx, and its deprecation (torch>=2.9; where it is gone the dynamo exporter below
+        # takes over). Anything else still reaches the notebook's output.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message=r"(?s).*legacy TorchScript-based ONNX export",
+                                category=DeprecationWarning)
         try:
             torch.onnx.export(graph, (mag,), str(path), input_names=["magnitude"],
                               output_names=["mask"], opset_version=opset, dynamo=False,

@@ -1,0 +1,97 @@
+"""Runs inside the rehearsal's kernel (an IPython startup file loads it): records every warning the
+notebook's own code triggers, so the harness can fail the rehearsal with the cell and the line.
+
+Standard library only, Python 3.10+: it runs in the Kaggle-image venv, not the toolkit's.
+
+A warning is recorded when notebook code is on the stack, the code that called ``warnings.warn``
+is not the Jupyter kernel's own machinery (ipykernel, IPython, ...), and Python addresses it to
+the notebook: a FutureWarning or UserWarning (shown to everyone by default), or a
+DeprecationWarning / PendingDeprecationWarning attributed to a notebook cell (Python shows those
+only in ``__main__``: they are for the direct caller; a library's deprecation inside another
+library, e.g. pyparsing's inside matplotlib on Kaggle's own image, is theirs). Warning filters are
+left as a Kaggle session has them: the watch sees what the notebook's output shows. The record
+names the innermost frame of notebook code (cell file and line: where our code called into the
+library), the code that emitted it and the cell being executed.
+"""
+
+import json
+import linecache
+import os
+import re
+import sys
+import warnings
+
+DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning)
+WATCHED = DEPRECATIONS + (FutureWarning, UserWarning)
+MACHINERY = ("ipykernel", "IPython", "jupyter_client", "jupyter_core", "traitlets", "zmq",
+             "tornado", "comm", "debugpy", "asyncio", "nest_asyncio", "_rehearsal_warnings")
+_seen = set()
+
+
+# the file names IPython gives cell code: ipykernel's /tmp/ipykernel_<pid>/<hash>.py, IPython's
+# <ipython-input-...> (older) and <cell ...>
+_CELL_FILE = re.compile(r"ipykernel_\d+[/\\]-?\d+\.py$|^<ipython-input-|^<cell")
+
+
+def _is_notebook_frame(frame) -> bool:
+    return (frame.f_globals.get("__name__") == "__main__"
+            and _CELL_FILE.search(frame.f_code.co_filename) is not None)
+
+
+def _execution_count():
+    try:
+        return get_ipython().execution_count  # noqa: F821 (a builtin inside IPython)
+    except Exception:
+        return None
+
+
+def _record(path, message, category, filename, lineno):
+    if issubclass(category, DEPRECATIONS) and not _CELL_FILE.search(str(filename)):
+        return
+    skip = (warnings.__file__, __file__)  # the warnings module and this watch
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename in skip:
+        frame = frame.f_back
+    if frame is None:
+        return
+    emitter = str(frame.f_globals.get("__name__") or "")
+    if emitter.split(".")[0] in MACHINERY:
+        return
+    cell = frame
+    while cell is not None and not _is_notebook_frame(cell):
+        cell = cell.f_back
+    if cell is None:  # not under notebook code (a kernel thread): not ours
+        return
+    cell_file, cell_line = cell.f_code.co_filename, cell.f_lineno
+    key = (category.__name__, str(message), emitter, cell_file, cell_line)
+    if key in _seen:
+        return
+    _seen.add(key)
+    row = {
+        "category": category.__name__, "message": str(message), "filename": str(filename),
+        "lineno": lineno, "emitter": f"{emitter}:{frame.f_lineno}",
+        "cell_line": cell_line, "code": linecache.getline(cell_file, cell_line).strip(),
+        "cell_text": "".join(linecache.getlines(cell_file)), "execution_count": _execution_count(),
+        "pid": os.getpid(),
+    }
+    with open(path, "a", encoding="utf-8") as f:  # one line per write: forked workers append too
+        f.write(json.dumps(row) + "\n")
+
+
+def install(path) -> None:
+    """Record watched warnings into the JSON-lines file `path` (appended)."""
+    shown = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, WATCHED):
+            try:
+                _record(path, message, category, filename, lineno)
+            except Exception as exc:  # the watch must never break the notebook
+                print(f"rehearsal warning watch failed: {exc!r}", file=sys.stderr)
+        return shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+
+
+if os.environ.get("SE_REHEARSAL_WARNINGS"):
+    install(os.environ["SE_REHEARSAL_WARNINGS"])
