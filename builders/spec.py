@@ -10,8 +10,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-#: The Kaggle dataset every notebook mounts (``owner/slug``).
-DATASET_SOURCE = "earth16/libri-speech-noise-dataset"
+from templates.datasets import DATASETS, DEFAULT_DATASET
+
+#: The Kaggle dataset a notebook mounts by default (``owner/slug``); ``--dataset`` picks another
+#: row of ``templates.datasets.DATASETS``.
+DATASET_SOURCE = DATASETS[DEFAULT_DATASET].slug
 
 #: Parameters-cell values shared by every model. Names are the notebook's upper-case
 #: variables; a glue cell maps them onto ``RunConfig`` fields.
@@ -32,6 +35,7 @@ BASE_PARAMETERS: dict[str, Any] = {
     "PATIENCE": 10,
     "LOSS": "mag_l1",
     "SCRATCH_DIR": None,  # where .7z archives are extracted; None: the system temp folder
+    "DATASET": DEFAULT_DATASET,  # a row of templates.datasets.DATASETS
 }
 
 _SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

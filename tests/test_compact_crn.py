@@ -130,10 +130,10 @@ def test_equivalence_test_detects_dropped_state(model, monkeypatch, drop):
     assert (stream_enhance(model, x, 256) - whole).abs().max() > 5e-4
 
 
-def test_int8_streams_and_stays_close(model):
-    from deploy.quantize import load_int8, model_config, quantize_int8, save_int8
-
+def test_int8_streams_round_trips_and_stays_close(model, tmp_path):
     from torch.ao.nn.quantized.dynamic import GRU as DynamicQuantizedGRU
+
+    from deploy.quantize import load_int8, model_config, quantize_int8, save_int8
 
     q = quantize_int8(model)
     assert any(isinstance(m, DynamicQuantizedGRU) for m in q.modules())
@@ -144,6 +144,9 @@ def test_int8_streams_and_stays_close(model):
     s = StreamingEnhancer(q)
     streamed = torch.cat([s.process(x[:2000]), s.process(x[2000:]), s.flush()])
     assert streamed.shape == x.shape and torch.isfinite(streamed).all()
+    reloaded = load_int8(save_int8(q, tmp_path / "compact_crn_int8.pth", model_config(model)))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x[None])[0], out)
 
 
 def test_onnx_masker_matches_torch(model, tmp_path):
