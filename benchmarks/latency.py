@@ -10,6 +10,8 @@ Two definitions, named in the `def` column:
 - `stream`: time of one `StreamingEnhancer.process(256 samples)` call of a causal model
   (`crn_causal`, `compact_crn`; one frame: FFT, masker_step with carried state, inverse FFT,
   overlap-add). This is the per-frame compute a real-time stream pays; p99 over `--hops` calls.
+  Its `onnx` row runs each step in onnxruntime (`deploy/onnx_streaming.py`: the step exported
+  with its state as inputs and outputs), which removes eager PyTorch's per-operator overhead.
 RTF = median ms per hop / 16 ms (hop duration). Budget from the seed: < 15 ms per frame; the
 compact model's target is RNNoise's compute, RTF < 0.05 at one thread.
 Algorithmic latency (window + lookahead) of the causal models is printed: 32 ms + 0 ms.
@@ -32,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy.onnx_export import OnnxEnhancer, export_masker_onnx  # noqa: E402
+from deploy.onnx_streaming import OnnxStepModel, export_step_onnx  # noqa: E402
 from deploy.quantize import model_config, quantize_int8, save_int8  # noqa: E402
 from deploy.streaming import ALGORITHMIC_LATENCY_MS, StreamingEnhancer  # noqa: E402
 from templates.export import time_calls_ms  # noqa: E402
@@ -74,9 +77,11 @@ def run(repeats: int = 20, hops: int = 300, work: Path | None = None,
                                       ("onnx", lambda ox=ox: ox(crop), onnx_path)):
                 per_hop = [t / n_hops for t in time_calls_ms(fn, repeats)]
                 rows.append(_row(name, variant, "crop", per_hop, path.stat().st_size / 2**20))
-            for variant, mod, path in (("fp32", m, sd), ("int8", q, qp)):
-                if not hasattr(m, "masker_step"):  # offline models do not stream
-                    continue
+            if not hasattr(m, "masker_step"):  # offline models do not stream
+                continue
+            step_path = export_step_onnx(m, work / f"{name}_step.onnx")
+            for variant, mod, path in (("fp32", m, sd), ("int8", q, qp),
+                                       ("onnx", OnnxStepModel(m, step_path), step_path)):
                 s = StreamingEnhancer(mod)
                 chunks = 0.1 * torch.randn(hops + 5, HOP)
                 for c in chunks[:5]:

@@ -173,3 +173,35 @@ def test_enhance_cli_runs_a_compact_checkpoint(model, tmp_path):
     assert main([str(ckpt), str(src), "--out", str(out), "--no-progress"]) == 0
     enhanced, rate = sf.read(out / "in.wav")
     assert rate == 16000 and enhanced.shape == (8000,)
+
+
+def test_onnx_step_streams_like_the_whole_file(model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from deploy.onnx_streaming import OnnxStepModel, export_step_onnx
+
+    path = export_step_onnx(model, tmp_path / "compact_crn_step.onnx", check_frames=8)
+    step = OnnxStepModel(model, path)
+    x = 0.3 * torch.randn(5000)
+    with torch.no_grad():
+        whole = model(x[None])[0]
+    for chunk in (256, 777):
+        assert (stream_enhance(step, x, chunk) - whole).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="batch 1"):
+        step.init_state(2)
+
+
+def test_onnx_step_export_refuses_offline_models_and_detects_drift(model, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from deploy import onnx_streaming
+
+    with pytest.raises(TypeError, match="no masker_step"):
+        onnx_streaming.export_step_onnx(build_model("crn"), tmp_path / "crn.onnx")
+    # A step that forgets its state between frames cannot match the whole-sequence mask.
+    forgetful = onnx_streaming.OnnxStepModel.masker_step
+
+    def no_memory(self, mag, state):
+        return forgetful(self, mag, self.init_state(1))
+
+    monkeypatch.setattr(onnx_streaming.OnnxStepModel, "masker_step", no_memory)
+    with pytest.raises(RuntimeError, match="drifts from the whole-sequence mask"):
+        onnx_streaming.export_step_onnx(model, tmp_path / "bad.onnx", check_frames=8)
