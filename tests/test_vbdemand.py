@@ -118,3 +118,12 @@ def test_rehearsal_of_a_vbdemand_notebook_on_the_fake(tmp_path):
     assert block["name"] == "vbdemand" and block["test_pairs_scored"] == 2
     assert block["comparable"] is False  # 2 of 824 files: numbers are not set beside the paper's
     assert {r["system"] for r in block["pesq_table"]} >= {"noisy", "RNNoise", "GTCRN"}
+
+
+def test_check_data_cli_takes_the_dataset_row(vb_fake, tmp_path, capsys):
+    from smoke.check_data import main
+
+    assert main([str(vb_fake), "--work-dir", str(tmp_path), "--dataset", "vbdemand"]) == 0
+    out = capsys.readouterr().out
+    assert "Data check [test]: 2 pairs" in out and "sample rate 48000, expected 16000" in out
+    assert main([str(vb_fake), "--work-dir", str(tmp_path)]) == 2  # default row: not found
