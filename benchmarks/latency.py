@@ -21,6 +21,7 @@ Weights are random (timing does not depend on them); sizes are files written her
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -118,7 +119,11 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
                    help="models to time (default all)")
     args = p.parse_args(argv)
-    print(format_table(run(args.repeats, args.hops, args.work, models=args.models)))
+    rows = run(args.repeats, args.hops, args.work, models=args.models)
+    print(format_table(rows))
+    # Other processes on the machine inflate every row; the load says how much to trust them.
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average {load} on {os.cpu_count()} CPUs during this run")
     return 0
 
 
