@@ -40,7 +40,8 @@ class StepGraph(nn.Module):
             raise TypeError(f"{type(model).__name__} has no masker_step: only causal models "
                             f"('crn_causal', 'compact_crn') stream")
         self.model = model
-        self.leaves, self.spec = pytree.tree_flatten(model.init_state(1, device=torch.device("cpu")))
+        state = model.init_state(1, device=torch.device("cpu"))
+        self.leaves, self.spec = pytree.tree_flatten(state)
 
     def forward(self, mag: torch.Tensor, *leaves: torch.Tensor):
         mask, state = self.model.masker_step(mag, pytree.tree_unflatten(list(leaves), self.spec))

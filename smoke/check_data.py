@@ -26,7 +26,8 @@ def default_work_dir() -> Path:
     return Path(tempfile.gettempdir()) / "se-toolkit-check-data"
 
 
-def check_dataset(root, work_dir=None, dataset: str = DEFAULT_DATASET, **check_kw) -> list[DataReport]:
+def check_dataset(root, work_dir=None, dataset: str = DEFAULT_DATASET,
+                  **check_kw) -> list[DataReport]:
     """Reports for the train and test pairs of the dataset under ``root`` (``dataset``: a row of
     ``templates.datasets.DATASETS`` naming its folders)."""
     layout = find_dataset(root, work_dir if work_dir is not None else default_work_dir(), dataset)

@@ -7,8 +7,8 @@ interrupted Kaggle session continues where it stopped; resuming reproduces the u
 run's weights exactly on CPU (RNG states, sampler seeds and the early-stopping counter are
 restored). Every checkpoint holds the full training state, so ``ckpt_ep10.pth`` copied to
 ``last.pth`` resumes from epoch 10. A ``last.pth`` written with another architecture, loss, crop,
-split, dataset or smoke flag (``RESUME_MUST_MATCH``) is refused before anything is loaded; one from a
-finished run trains nothing and says so (raise ``epochs`` to continue it).
+split, dataset or smoke flag (``RESUME_MUST_MATCH``) is refused before anything is loaded; one
+from a finished run trains nothing and says so (raise ``epochs`` to continue it).
 
 Warmup: ``cfg.warmup_epochs`` when it is > 0, otherwise the model's ``default_warmup_epochs``
 (DPT: 3, CRN: 0). The learning rate rises linearly per optimiser step from ``lr/steps`` to

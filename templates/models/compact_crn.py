@@ -73,7 +73,7 @@ def band_merge_matrix(spread: torch.Tensor) -> torch.Tensor:
 
 
 def _channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """(B, C, F, N): interleave the channels of `groups` groups so the next grouped op mixes them."""
+    """(B, C, F, N): interleave the channels of `groups` groups; the next grouped op mixes them."""
     b, c, f, n = x.shape
     return x.reshape(b, groups, c // groups, f, n).transpose(1, 2).reshape(b, c, f, n)
 
@@ -319,7 +319,8 @@ if __name__ == "__main__":
 
     m = CompactCRN().eval()
     print(format_parameter_split(m))
-    print(f"~{multiply_accumulates_per_frame(m) * 62.5 / 1e6:.1f} M multiply-accumulates per second")
+    macs = multiply_accumulates_per_frame(m) * 62.5  # 62.5 frames per second at hop 256
+    print(f"~{macs / 1e6:.1f} M multiply-accumulates per second")
     with torch.no_grad():
         mag = torch.rand(1, 1, 257, 40)
         full = m.masker(mag)
