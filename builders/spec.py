@@ -10,11 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from templates.datasets import DATASETS, DEFAULT_DATASET
-
-#: The Kaggle dataset a notebook mounts by default (``owner/slug``); ``--dataset`` picks another
-#: row of ``templates.datasets.DATASETS``.
-DATASET_SOURCE = DATASETS[DEFAULT_DATASET].slug
+# The mounted Kaggle dataset is a row of templates.datasets.DATASETS (``DATASET`` below,
+# ``--dataset`` on the command line); kernel_metadata writes its slug.
+from templates.datasets import DEFAULT_DATASET
 
 #: Parameters-cell values shared by every model. Names are the notebook's upper-case
 #: variables; a glue cell maps them onto ``RunConfig`` fields.
