@@ -98,6 +98,8 @@ def test_builder_dataset_option_sets_parameter_and_mounted_slug(tmp_path, capsys
     ns: dict = {}
     exec(params.source, ns)
     assert ns["DATASET"] == "vbdemand"
+    intro = nb.cells[0].source
+    assert "sayuksh/denoising-audio-collection" in intro and "libri" not in intro
     meta = json.loads((out / "kernel-metadata.json").read_text())
     assert meta["dataset_sources"] == ["sayuksh/denoising-audio-collection"]
     assert "data sayuksh/denoising-audio-collection" in capsys.readouterr().out
