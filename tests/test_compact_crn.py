@@ -88,7 +88,7 @@ def test_changing_future_input_keeps_past_output(model):
     assert (a[:, 5000:] - b[:, 5000:]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("length", [385, 5000, 16123])
+@pytest.mark.parametrize("length", [385, 5000])  # 5000 % 256 > 128: tail padding too
 @pytest.mark.parametrize("chunk", [256, 1, 777])
 def test_stream_equals_whole_file(model, length, chunk):
     torch.manual_seed(length)
