@@ -44,6 +44,14 @@ def test_table_rows_name_slug_folders_rate_and_published_figures():
         dataset_source("nope")
 
 
+def test_run_config_accepts_only_table_rows():
+    from templates.config import RunConfig
+
+    assert RunConfig(dataset="vbdemand").dataset == "vbdemand"
+    assert RunConfig.problems_in({"dataset": "vctk"}) == [
+        "dataset must be one of ['libri', 'vbdemand'], got 'vctk'"]
+
+
 def test_fake_is_48k_in_nested_kaggle_folders(vb_fake):
     wav = vb_fake / "noisy_testset_wav" / "noisy_testset_wav" / "p232_005.wav"
     info = sf.info(str(wav))
@@ -104,7 +112,7 @@ def test_builder_dataset_option_sets_parameter_and_mounted_slug(tmp_path, capsys
     assert meta["dataset_sources"] == ["sayuksh/denoising-audio-collection"]
     assert "data sayuksh/denoising-audio-collection" in capsys.readouterr().out
     assert compact_crn.main(["--out", str(tmp_path / "bad"), "--user", "a", "--dataset", "vb"]) == 2
-    assert "unknown dataset 'vb'" in capsys.readouterr().err
+    assert "--dataset 'vb': dataset must be one of ['libri', 'vbdemand']" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()  # refused before anything is written
 
 
