@@ -217,12 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.data.is_dir():
             parser.error(f"--data {args.data}: no such folder (a dataset in the Kaggle layout: "
                          f"train/, y_train/, test/, y_test/ or their .7z archives)")
-        from templates.data import DATASET_FOLDERS, _scan_dataset_tree
+        from templates.data import _scan_dataset_tree
 
         # the notebook's own search, names only (no wav count, no extraction): a folder missing
-        # a part would otherwise fail in the rehearsal, minutes later
-        folders, nested, archives, _n = _scan_dataset_tree(args.data)
-        absent = [name for name in DATASET_FOLDERS.values()
+        # a part would otherwise fail in the rehearsal, minutes later. Names: --dataset's row.
+        names = DATASETS[args.dataset or "libri"].folders.values()
+        folders, nested, archives, _n = _scan_dataset_tree(args.data, folder_names=names)
+        absent = [name for name in names
                   if not (folders[name] or nested[name] or archives[name])]
         if absent:
             parser.error(f"--data {args.data}: no {', '.join(absent)} below it (neither a folder "

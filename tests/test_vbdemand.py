@@ -137,3 +137,11 @@ def test_check_data_cli_takes_the_dataset_row(vb_fake, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Data check [test]: 2 pairs" in out and "sample rate 48000, expected 16000" in out
     assert main([str(vb_fake), "--work-dir", str(tmp_path)]) == 2  # default row: not found
+
+
+def test_smoke_data_check_follows_the_dataset_row(vb_fake, capsys):
+    from smoke.run import main
+
+    with pytest.raises(SystemExit):  # default names: refused up front, naming what is absent
+        main(["--rehearse", "--data", str(vb_fake), "--model", "compact_crn"])
+    assert "no train, y_train, test, y_test below it" in capsys.readouterr().err
