@@ -1,6 +1,6 @@
 """CPU throughput of the full-size models: training steps and real-time factor.
 
-    python benchmarks/bench_models.py [--threads 2] [--steps 3] [--warmup 1] [--models crn dpt]
+    python benchmarks/bench_models.py [--threads 2] [--steps 3] [--warmup 1] [--models crn dpt compact_crn]
 
 Per model: forward + backward + Adam step at the seed's batch sizes (CRN 16, DPT 8) on 3 s
 crops, a few warm-up steps and then timed ones (steps/s and seconds of audio per second), and
@@ -19,7 +19,7 @@ import torch
 from templates.losses import build_loss
 from templates.models.registry import build_model, count_parameters
 
-SEED_BATCH = {"crn": 16, "dpt": 8}
+SEED_BATCH = {"crn": 16, "dpt": 8, "crn_causal": 16, "compact_crn": 16}  # the builders' BATCH_SIZE
 SAMPLE_RATE = 16000
 
 

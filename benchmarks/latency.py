@@ -1,22 +1,33 @@
-"""Per-hop compute time, real-time factor and size on disk: CRN, DPT, causal CRN x fp32/INT8/ONNX.
+"""Per-hop compute time, real-time factor and size on disk: CRN, DPT, causal CRN, compact CRN x
+fp32/INT8/ONNX.
 
-    python benchmarks/latency.py [--repeats 20] [--hops 300] [--work DIR]
+    python benchmarks/latency.py [--repeats 20] [--hops 300] [--work DIR] [--models compact_crn ...]
 
 One CPU thread (torch.set_num_threads(1), onnxruntime intra-op 1), all rows in one run.
 Two definitions, named in the `def` column:
 - `crop`: time to enhance one 3 s crop (STFT + masker + iSTFT; 188 hops) / 188. Throughput per
   hop of an offline model; NOT the latency of a stream.
-- `stream`: time of one `StreamingEnhancer.process(256 samples)` call of the causal CRN (one
-  frame: FFT, masker_step with carried state, inverse FFT, overlap-add). This is the per-frame
-  compute a real-time stream pays; p99 over `--hops` calls.
-RTF = median ms per hop / 16 ms (hop duration). Budget from the seed: < 15 ms per frame.
-Algorithmic latency (window + lookahead) of the causal CRN is printed: 32 ms + 0 ms.
+- `stream`: time of one `StreamingEnhancer.process(256 samples)` call of a causal model
+  (`crn_causal`, `compact_crn`; one frame: FFT, masker_step with carried state, inverse FFT,
+  overlap-add). This is the per-frame compute a real-time stream pays; p99 over `--hops` calls.
+  Its `onnx` row runs each step in onnxruntime (`deploy/onnx_streaming.py`: the step exported
+  with its state as inputs and outputs), which removes eager PyTorch's per-operator overhead.
+RTF = median ms per hop / 16 ms (hop duration). Budget from the seed: < 15 ms per frame; the
+compact model's target is RNNoise's compute, RTF < 0.05 at one thread.
+Two clocks per row: wall time (`ms/hop med`, `p99`, `RTF`, and `min`, the least-disturbed
+call), what a stream on THIS machine gets,
+and this thread's CPU time (`cpu ms`, `RTF cpu`: `time.thread_time`), the compute itself. With
+one compute thread (torch and onnxruntime run in the calling thread) the CPU time leaves out
+the time other processes hold the cores, so it stays comparable on a shared machine, where
+wall time can grow several-fold (the load average is printed).
+Algorithmic latency (window + lookahead) of the causal models is printed: 32 ms + 0 ms.
 Weights are random (timing does not depend on them); sizes are files written here.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -29,31 +40,46 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import templates.models.crn_causal  # noqa: E402,F401  registers "crn_causal"
 from deploy.onnx_export import OnnxEnhancer, export_masker_onnx  # noqa: E402
+from deploy.onnx_streaming import OnnxStepModel, export_step_onnx  # noqa: E402
 from deploy.quantize import model_config, quantize_int8, save_int8  # noqa: E402
 from deploy.streaming import ALGORITHMIC_LATENCY_MS, StreamingEnhancer  # noqa: E402
-from templates.export import time_calls_ms  # noqa: E402
 from templates.models.registry import build_model, count_parameters  # noqa: E402
+
+MODELS = ("crn", "dpt", "crn_causal", "compact_crn")
 
 SR, HOP = 16000, 256
 HOP_MS = 1000.0 * HOP / SR
 
 
-def _row(model, variant, definition, per_hop, size_mb):
+def _row(model, variant, definition, per_hop, cpu_per_hop, size_mb):
     return {"model": model, "variant": variant, "def": definition,
             "median": statistics.median(per_hop), "p99": float(np.percentile(per_hop, 99)),
-            "rtf": statistics.median(per_hop) / HOP_MS, "size_mb": size_mb}
+            "rtf": statistics.median(per_hop) / HOP_MS,
+            "min": min(per_hop), "cpu_median": statistics.median(cpu_per_hop),
+            "rtf_cpu": statistics.median(cpu_per_hop) / HOP_MS, "size_mb": size_mb}
 
 
-def run(repeats: int = 20, hops: int = 300, work: Path | None = None) -> list[dict]:
+def _timed_calls(fn, calls) -> tuple[list, list]:
+    """(wall ms, this thread's CPU ms) of `fn(c)` for each c in `calls`."""
+    wall, cpu = [], []
+    for c in calls:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        fn(c)
+        cpu.append(1000.0 * (time.thread_time() - c0))
+        wall.append(1000.0 * (time.perf_counter() - t0))
+    return wall, cpu
+
+
+def run(repeats: int = 20, hops: int = 300, work: Path | None = None,
+        models=MODELS) -> list[dict]:
     torch.set_num_threads(1)
     work = Path(work or tempfile.mkdtemp(prefix="latency_"))
     torch.manual_seed(0)
     crop = 0.1 * torch.randn(1, 3 * SR)
     n_hops = 1 + crop.shape[-1] // HOP
     rows = []
-    for name in ("crn", "dpt", "crn_causal"):
+    for name in models:
         m = build_model(name).eval()
         print(f"{name}: {count_parameters(m):,} parameters", flush=True)
         sd = work / f"{name}.pth"
@@ -68,35 +94,39 @@ def run(repeats: int = 20, hops: int = 300, work: Path | None = None) -> list[di
             for variant, fn, path in (("fp32", lambda m=m: m(crop), sd),
                                       ("int8", lambda q=q: q(crop), qp),
                                       ("onnx", lambda ox=ox: ox(crop), onnx_path)):
-                per_hop = [t / n_hops for t in time_calls_ms(fn, repeats)]
-                rows.append(_row(name, variant, "crop", per_hop, path.stat().st_size / 2**20))
-            for variant, mod, path in (("fp32", m, sd), ("int8", q, qp)):
-                if name != "crn_causal":
-                    continue
+                fn()  # warm-up (allocations, lazy init)
+                wall, cpu = _timed_calls(lambda _c, fn=fn: fn(), range(repeats))
+                rows.append(_row(name, variant, "crop", [t / n_hops for t in wall],
+                                 [t / n_hops for t in cpu], path.stat().st_size / 2**20))
+            if not hasattr(m, "masker_step"):  # offline models do not stream
+                continue
+            step_path = export_step_onnx(m, work / f"{name}_step.onnx")
+            for variant, mod, path in (("fp32", m, sd), ("int8", q, qp),
+                                       ("onnx", OnnxStepModel(m, step_path), step_path)):
                 s = StreamingEnhancer(mod)
                 chunks = 0.1 * torch.randn(hops + 5, HOP)
                 for c in chunks[:5]:
                     s.process(c)  # past the start-up (first output block)
-                per_hop = []
-                for c in chunks[5:]:
-                    t0 = time.perf_counter()
-                    s.process(c)
-                    per_hop.append(1000.0 * (time.perf_counter() - t0))
-                rows.append(_row(name, variant, "stream", per_hop, path.stat().st_size / 2**20))
+                wall, cpu = _timed_calls(s.process, chunks[5:])
+                rows.append(_row(name, variant, "stream", wall, cpu,
+                                 path.stat().st_size / 2**20))
     return rows
 
 
 def format_table(rows) -> str:
-    head = (f"{'model':<11}{'variant':<8}{'def':<8}{'ms/hop med':>11}{'p99':>8}{'RTF':>8}"
-            f"{'size MB':>9}{'vs fp32':>9}")
+    head = (f"{'model':<13}{'variant':<8}{'def':<8}{'ms/hop med':>11}{'p99':>8}{'min':>7}{'RTF':>8}"
+            f"{'cpu ms':>8}{'RTF cpu':>8}{'size MB':>9}{'vs fp32':>9}")
     lines = [head, "-" * len(head)]
     base = {(r["model"], r["def"]): r["median"] for r in rows if r["variant"] == "fp32"}
     for r in rows:
         speed = base[(r["model"], r["def"])] / r["median"]
-        lines.append(f"{r['model']:<11}{r['variant']:<8}{r['def']:<8}{r['median']:>11.3f}"
-                     f"{r['p99']:>8.3f}{r['rtf']:>8.4f}{r['size_mb']:>9.2f}{speed:>8.2f}x")
-    lines.append(f"hop = {HOP_MS:.0f} ms; budget < 15 ms per frame; causal CRN algorithmic latency "
-                 f"= {ALGORITHMIC_LATENCY_MS:.0f} ms window + 0 ms lookahead; 1 CPU thread")
+        lines.append(f"{r['model']:<13}{r['variant']:<8}{r['def']:<8}{r['median']:>11.3f}"
+                     f"{r['p99']:>8.3f}{r['min']:>7.3f}{r['rtf']:>8.4f}{r['cpu_median']:>8.3f}"
+                     f"{r['rtf_cpu']:>8.4f}"
+                     f"{r['size_mb']:>9.2f}{speed:>8.2f}x")
+    lines.append(f"hop = {HOP_MS:.0f} ms; budget < 15 ms per frame (RNNoise-class: RTF < 0.05); "
+                 f"causal models' algorithmic latency = {ALGORITHMIC_LATENCY_MS:.0f} ms window + "
+                 f"0 ms lookahead; 1 CPU thread")
     return "\n".join(lines)
 
 
@@ -105,8 +135,14 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--hops", type=int, default=300)
     p.add_argument("--work", default=None, help="folder for the model files (default: temp)")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                   help="models to time (default all)")
     args = p.parse_args(argv)
-    print(format_table(run(args.repeats, args.hops, args.work)))
+    rows = run(args.repeats, args.hops, args.work, models=args.models)
+    print(format_table(rows))
+    # Other processes on the machine inflate every row; the load says how much to trust them.
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average {load} on {os.cpu_count()} CPUs during this run")
     return 0
 
 

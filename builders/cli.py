@@ -45,6 +45,8 @@ _OVERRIDES: list[tuple[str, str, Any, str]] = [
     ("--warmup-epochs", "WARMUP_EPOCHS", int, "learning-rate warmup epochs"),
     ("--patience", "PATIENCE", int, "early-stopping patience in epochs"),
     ("--loss", "LOSS", str, "loss name (mag_l1, si_sdr, mrstft)"),
+    ("--dataset", "DATASET", str, "dataset row of templates/datasets.py: libri (default) or "
+     "vbdemand (VoiceBank+DEMAND, 824-file test set); also sets the mounted Kaggle dataset"),
 ]
 
 
@@ -107,11 +109,12 @@ def build(
     """
     folder = Path(out) if out is not None else REPO_ROOT / "notebooks" / spec.name
     params = {**spec.default_parameters(), **(overrides or {})}
-    problems = build_problems(spec, folder, params, user)
+    problems = build_problems(spec, folder, params, user)  # an unknown --dataset too
     if problems:
         raise BuildRefused(problems)
     nb = build_notebook(spec, params)
-    meta = kernel_metadata(spec, user=user, accelerator=accelerator, private=private, image=image)
+    meta = kernel_metadata(spec, user=user, accelerator=accelerator, private=private, image=image,
+                           dataset=params["DATASET"])
     notebook = write_notebook(nb, folder / spec.notebook_file)
     meta_file = write_metadata(meta, folder)
     return BuildResult(folder, notebook, meta_file, meta, params)

@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from builders.spec import DATASET_SOURCE, ModelSpec
+from builders.spec import ModelSpec
+from templates.datasets import DEFAULT_DATASET, dataset_source
 
 DEFAULT_ACCELERATOR = "NvidiaTeslaT4"  # GPU T4 x2 on Kaggle
 #: GPU machine shapes, from the client's documentation (kaggle-cli docs/kernels.md, "Accelerators
@@ -87,8 +88,10 @@ def kernel_metadata(
     accelerator: str = DEFAULT_ACCELERATOR,
     private: bool = True,
     image: dict[str, str] | None = None,
+    dataset: str = DEFAULT_DATASET,
 ) -> dict[str, Any]:
-    """The metadata for ``spec``; ``image`` is :func:`docker_image_fields`' result."""
+    """The metadata for ``spec``; ``image`` is :func:`docker_image_fields`' result, ``dataset``
+    (a ``templates.datasets`` row) gives the mounted slug."""
     return {
         "id": f"{user}/{spec.slug}",
         "title": spec.title,
@@ -100,7 +103,7 @@ def kernel_metadata(
         "enable_tpu": False,
         # The first code cell pip-installs pesq, pystoi and py7zr.
         "enable_internet": True,
-        "dataset_sources": [DATASET_SOURCE],
+        "dataset_sources": [dataset_source(dataset).slug],
         "competition_sources": [],
         "kernel_sources": [],
         "model_sources": [],

@@ -29,6 +29,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from builders.spec import ModelSpec
+from templates.datasets import DEFAULT_DATASET, dataset_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAYOUT = REPO_ROOT / "templates" / "notebook.pct.py"
@@ -286,7 +287,8 @@ def build_notebook(
         "name": spec.name,
         "slug": spec.slug,
         "description": spec.description,
-        "dataset": "earth16/libri-speech-noise-dataset",
+        # the mounted dataset's slug, from the row the parameters name
+        "dataset": dataset_source(params.get("DATASET", DEFAULT_DATASET)).slug,
     }
     layout_cells = parse_layout(layout.read_text(encoding="utf-8"), name=layout.name)
     cells: list[NotebookNode] = []

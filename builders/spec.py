@@ -10,8 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-#: The Kaggle dataset every notebook mounts (``owner/slug``).
-DATASET_SOURCE = "earth16/libri-speech-noise-dataset"
+# The mounted Kaggle dataset is a row of templates.datasets.DATASETS (``DATASET`` below,
+# ``--dataset`` on the command line); kernel_metadata writes its slug.
+from templates.datasets import DEFAULT_DATASET
 
 #: Parameters-cell values shared by every model. Names are the notebook's upper-case
 #: variables; a glue cell maps them onto ``RunConfig`` fields.
@@ -32,6 +33,7 @@ BASE_PARAMETERS: dict[str, Any] = {
     "PATIENCE": 10,
     "LOSS": "mag_l1",
     "SCRATCH_DIR": None,  # where .7z archives are extracted; None: the system temp folder
+    "DATASET": DEFAULT_DATASET,  # a row of templates.datasets.DATASETS
 }
 
 _SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

@@ -76,6 +76,7 @@ def load_model(checkpoint, model_name: str | None = None, model_kwargs: dict | N
     (`legacy_model_kwargs`). `model_name`/`model_kwargs` override them and are required for a
     bare state_dict. The file is read weights-only (nothing in it can run) unless `trusted`.
     """
+    import templates.models.compact_crn  # noqa: F401  registers "compact_crn"
     import templates.models.crn_causal  # noqa: F401  registers "crn_causal"
 
     path = Path(checkpoint)

@@ -1,11 +1,12 @@
-"""Frame-by-frame (streaming) enhancement with the causal CRN.
+"""Frame-by-frame (streaming) enhancement with a causal model (`crn_causal`, `compact_crn`).
 
 `StreamingEnhancer(model)` takes audio in chunks of any size (typically one hop, 256 samples =
 16 ms at 16 kHz) and returns enhanced audio as soon as it is final. It carries:
 
 - the analysis buffer: the last `n_fft` input samples (plus the reflect padding that
   `STFTFrontEnd`'s `center=True` puts before the first sample and after the last one);
-- the model state (`CausalCRN.masker_step`: causal-conv frame buffers and LSTM (h, c));
+- the model state (`masker_step(frame, state)` / `init_state(batch)`: `CausalCRN`'s causal-conv
+  frame buffers and LSTM (h, c), `CompactCRN`'s temporal-conv buffers and GRU states);
 - the synthesis buffers: the overlap-add numerator and the window-square envelope.
 
 The output equals `model(wav)` on the whole file (same causal model) to float precision: the
@@ -13,7 +14,7 @@ frames, masks and overlap-add normalisation are those of `torch.stft`/`torch.ist
 `center=True`; `flush()` adds the end padding once the input ends.
 
 Latency. Algorithmic latency = window + lookahead = 512 samples (32 ms at 16 kHz) + 0 (the
-causal model looks at no future frame). Output block k (samples [256k, 256k+256)) is final when
+causal models look at no future frame). Output block k (samples [256k, 256k+256)) is final when
 input sample 256(k+2)-1 has arrived, i.e. 512 samples after the block's first sample arrived.
 Per-hop compute time is measured by `benchmarks/latency.py` (budget: 16 ms per hop).
 """
@@ -22,30 +23,30 @@ from __future__ import annotations
 
 import torch
 
-from templates.models.crn_causal import CausalCRN
+from templates.models.base import MaskingModel
 
-ALGORITHMIC_LATENCY_SAMPLES = 512  # the window; CausalCRN adds no lookahead
+ALGORITHMIC_LATENCY_SAMPLES = 512  # the window; the causal models add no lookahead
 SAMPLE_RATE = 16000
 ALGORITHMIC_LATENCY_MS = 1000.0 * ALGORITHMIC_LATENCY_SAMPLES / SAMPLE_RATE
 
 
-def algorithmic_latency_ms(model: CausalCRN, sample_rate: int = SAMPLE_RATE) -> float:
+def algorithmic_latency_ms(model: MaskingModel, sample_rate: int = SAMPLE_RATE) -> float:
     """Window length in ms (the model has no lookahead): 32.0 for n_fft 512 at 16 kHz."""
     return 1000.0 * model.front_end.n_fft / sample_rate
 
 
 class StreamingEnhancer:
-    """Chunk-in, chunk-out enhancement of one mono stream with a `CausalCRN` (eval mode).
+    """Chunk-in, chunk-out enhancement of one mono stream with a causal model (eval mode).
 
     Usage: `out = [s.process(chunk) for chunk in chunks] + [s.flush()]`; `torch.cat(out)` has
     the input's length. `process` returns (k,) float32 (k may be 0 at the start: the first
     output block needs 512 input samples).
     """
 
-    def __init__(self, model: CausalCRN) -> None:
+    def __init__(self, model: MaskingModel) -> None:
         if not hasattr(model, "masker_step"):
             raise TypeError(f"{type(model).__name__} is not streamable (no masker_step); use a "
-                            f"causal model such as 'crn_causal'")
+                            f"causal model such as 'crn_causal' or 'compact_crn'")
         self.model = model.eval()
         fe = self.front_end = model.front_end
         self.n_fft, self.hop = fe.n_fft, fe.hop
@@ -148,7 +149,7 @@ class StreamingEnhancer:
 
 
 @torch.no_grad()
-def stream_enhance(model: CausalCRN, wav: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+def stream_enhance(model: MaskingModel, wav: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     """Enhance (T,) by feeding `chunk` samples at a time; returns (T,)."""
     s = StreamingEnhancer(model)
     wav = wav.reshape(-1)

@@ -1,6 +1,7 @@
 """Check a speech-enhancement dataset before spending GPU hours on it.
 
     python smoke/check_data.py ROOT [--work-dir W] [--min-corr X] [--max-low-corr F]
+                               [--dataset vbdemand]
 
 Finds the four wav folders under ROOT (archives are extracted into W, never into ROOT), checks
 the train and test pairs, prints the reports. Exit code 0: usable; 1: refused; 2: not found,
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from templates.data import DatasetError, find_dataset, pair_files
 from templates.datacheck import DataReport, check_pairs
+from templates.datasets import DATASETS, DEFAULT_DATASET
 
 EXIT_OK, EXIT_REFUSED, EXIT_NOT_FOUND = 0, 1, 2
 
@@ -24,9 +26,11 @@ def default_work_dir() -> Path:
     return Path(tempfile.gettempdir()) / "se-toolkit-check-data"
 
 
-def check_dataset(root, work_dir=None, **check_kw) -> list[DataReport]:
-    """Reports for the train and test pairs of the dataset under ``root``."""
-    layout = find_dataset(root, work_dir if work_dir is not None else default_work_dir())
+def check_dataset(root, work_dir=None, dataset: str = DEFAULT_DATASET,
+                  **check_kw) -> list[DataReport]:
+    """Reports for the train and test pairs of the dataset under ``root`` (``dataset``: a row of
+    ``templates.datasets.DATASETS`` naming its folders)."""
+    layout = find_dataset(root, work_dir if work_dir is not None else default_work_dir(), dataset)
     reports = []
     for label, noisy, clean in (
         ("train", layout.train_noisy, layout.train_clean),
@@ -66,6 +70,8 @@ def main(argv=None) -> int:
     ap.add_argument("--min-corr", type=float, default=0.3, help="refuse below this noisy/clean correlation")
     ap.add_argument("--max-low-corr", type=float, default=0.2,
                     help="refuse above this fraction of sampled pairs below --min-corr")
+    ap.add_argument("--dataset", default=DEFAULT_DATASET, choices=sorted(DATASETS),
+                    help="folder names of this row of templates/datasets.py (default libri)")
     ap.add_argument("--sample-rate", type=int, default=16000)
     ap.add_argument("--min-seconds", type=float, default=0.5, help="skip pairs shorter than this")
     ap.add_argument("--max-unusable", type=float, default=0.1, help="refuse above this fraction of unusable files")
@@ -79,6 +85,7 @@ def main(argv=None) -> int:
         reports = check_dataset(
             args.root,
             args.work_dir,
+            dataset=args.dataset,
             sample_rate=args.sample_rate,
             min_corr=args.min_corr,
             min_seconds=args.min_seconds,

@@ -1,12 +1,16 @@
 """A small paired noisy/clean dataset in the Kaggle layout, built locally in seconds.
 
     python smoke/dataset.py --out local_data [--archives] [--seed 0] [--train 24] [--test 6]
-                            [--seconds 4 6] [--snr 0 10] [--real]
+                            [--seconds 4 6] [--snr 0 10] [--real] [--layout vbdemand]
 
 Layout (as `earth16/libri-speech-noise-dataset`): `train/` (noisy), `y_train/` (clean),
 `test/`, `y_test/`, the same file names in each pair, 16 kHz mono PCM_16. `--archives` packs
 each folder into `<folder>.7z` (holding `<folder>/0001.wav`, ...) and removes the loose folders,
 so the notebook's extraction code runs as on Kaggle. The same seed gives the same bytes.
+`--layout vbdemand` writes the VoiceBank+DEMAND layout of its Kaggle copy instead (a row of
+`templates/datasets.py`): `noisy_trainset_28spk_wav/noisy_trainset_28spk_wav/p226_001.wav`, ...,
+`clean_testset_wav/clean_testset_wav/p232_001.wav`, 48 kHz PCM_16 (the 16 kHz signals
+resampled), loose folders (no archives), for rehearsing a notebook rendered with that dataset.
 
 Clean speech is synthetic (voiced syllables with a moving pitch and gliding formants, fricative
 bursts, pauses between words), loud and structured enough that PESQ detects utterances. Noise is
@@ -34,8 +38,12 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import butter, lfilter, resample_poly, sosfilt
 
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from templates.datasets import DATASETS  # noqa: E402
+
 SAMPLE_RATE = 16000
-SPLITS = (("train", "y_train"), ("test", "y_test"))
 NOISE_TYPES = ("white", "pink", "babble", "hum", "bursts")
 # Fixed mtime for the wavs before archiving, so that the .7z files are byte-identical too.
 ARCHIVE_MTIME = 946684800  # 2000-01-01
@@ -348,8 +356,25 @@ def _file_rng(seed: int, split: int, index: int):
     return np.random.default_rng([seed, split, index])
 
 
-def _write_pcm16(path: Path, wav: np.ndarray):
-    sf.write(str(path), wav.astype(np.float64), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+def _write_pcm16(path: Path, wav: np.ndarray, rate: int = SAMPLE_RATE):
+    """Write 16 kHz `wav` as PCM_16 at `rate` (resampled; an integer multiple of 16 kHz)."""
+    if rate != SAMPLE_RATE:
+        wav = np.clip(resample_poly(wav, rate // SAMPLE_RATE, 1), -1.0, 1.0)
+    sf.write(str(path), wav.astype(np.float64), rate, subtype="PCM_16", format="WAV")
+
+
+def layout_splits(layout: str):
+    """((train noisy, train clean), (test noisy, test clean)) folder names of a dataset row."""
+    if layout not in DATASETS:
+        raise ValueError(f"unknown layout {layout!r}; known: {', '.join(sorted(DATASETS))}")
+    f = DATASETS[layout].folders
+    return ((f["train_noisy"], f["train_clean"]), (f["test_noisy"], f["test_clean"]))
+
+
+def _pair_name(layout: str, split_id: int, index: int) -> str:
+    if layout == "vbdemand":  # VCTK names: training speakers p226..., test speakers p232...
+        return f"p{(226, 232)[split_id]}_{index:03d}.wav"
+    return f"{index:04d}.wav"
 
 
 def _pack_archives(out: Path, folders):
@@ -377,8 +402,12 @@ def build_local_dataset(
     snr_db=(0.0, 10.0),
     cache_dir=None,
     held_out: bool = False,
+    layout: str = "libri",
 ) -> Path:
     """Write the paired dataset under `out` (see the module docstring); returns `out`.
+
+    `layout`: a row of `templates.datasets.DATASETS` giving the folder names and the rate the
+    files are written at ("vbdemand": nested folders, 48 kHz, no archives).
 
     `seconds` and `snr_db` are (low, high) ranges drawn per file, or one number. Earlier
     outputs of this function in `out` (the four folders, their archives, manifest.json) are
@@ -395,6 +424,11 @@ def build_local_dataset(
         raise ValueError(f"SNR range {snr_db} must be finite numbers of dB with low <= high")
     if held_out and not real:
         raise ValueError("--held-out needs --real (the synthetic data has no voices to hold out)")
+    splits = layout_splits(layout)
+    rate = DATASETS[layout].sample_rate
+    nested = layout != "libri"  # the Kaggle copy of VoiceBank+DEMAND: name/name/*.wav
+    if nested and archives:
+        raise ValueError(f"layout {layout!r} is loose folders on Kaggle; omit --archives")
     out = Path(out)
     blocker = next((p for p in [out, *out.parents] if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
@@ -406,15 +440,15 @@ def build_local_dataset(
                      if held_out else None)
         sources = _RealSources(fetch_real_sources(cache_dir), held_root)
     out.mkdir(parents=True, exist_ok=True)
-    for noisy_dir, clean_dir in SPLITS:
+    for noisy_dir, clean_dir in splits:
         for name in (noisy_dir, clean_dir):
             shutil.rmtree(out / name, ignore_errors=True)
             (out / f"{name}.7z").unlink(missing_ok=True)
-            (out / name).mkdir()
+            (out / name / name if nested else out / name).mkdir(parents=True)
 
     manifest = []
     counts = (n_train, n_test)
-    for split_id, (noisy_dir, clean_dir) in enumerate(SPLITS):
+    for split_id, (noisy_dir, clean_dir) in enumerate(splits):
         first = 1 + (n_train if split_id else 0)  # test names continue after train's
         for k in range(counts[split_id]):
             index = first + k
@@ -429,18 +463,18 @@ def build_local_dataset(
                 clean = side.speech(rng, n)
                 noise, kind = side.noise(rng, n)
             noisy, clean = mix_at_snr(clean, noise, snr)
-            name = f"{index:04d}.wav"
-            _write_pcm16(out / noisy_dir / name, noisy)
-            _write_pcm16(out / clean_dir / name, clean)
-            entry = {"split": noisy_dir, "name": name, "seconds": n / SAMPLE_RATE,
+            name = _pair_name(layout, split_id, index)
+            for folder, wav in ((noisy_dir, noisy), (clean_dir, clean)):
+                _write_pcm16((out / folder / folder if nested else out / folder) / name, wav, rate)
+            entry = {"split": ("train", "test")[split_id], "name": name, "seconds": n / SAMPLE_RATE,
                      "noise": kind, "snr_db": round(snr, 3)}
             if held_out:
                 entry["voice"] = HELD_OUT_VOICE if split_id else TRAIN_VOICE
             manifest.append(entry)
     if archives:
-        _pack_archives(out, [d for pair in SPLITS for d in pair])
+        _pack_archives(out, [d for pair in splits for d in pair])
     (out / "manifest.json").write_text(json.dumps(
-        {"seed": seed, "real": real, "archives": archives, "sample_rate": SAMPLE_RATE,
+        {"seed": seed, "real": real, "archives": archives, "sample_rate": rate, "layout": layout,
          **({"held_out": True} if held_out else {}), "pairs": manifest}, indent=1) + "\n")
     return out
 
@@ -448,7 +482,8 @@ def build_local_dataset(
 def summarize(out) -> str:
     """Short text summary of a built dataset from its manifest."""
     meta = json.loads((Path(out) / "manifest.json").read_text())
-    lines = [f"{out}: {'real' if meta['real'] else 'synthetic'} data, seed {meta['seed']}"
+    lines = [f"{out}: {'real' if meta['real'] else 'synthetic'} data, seed {meta['seed']}, "
+             f"{meta.get('layout', 'libri')} layout at {meta['sample_rate']} Hz"
              + (", packed as .7z" if meta["archives"] else "")
              + (", test voice and noises held out" if meta.get("held_out") else "")]
     for split in ("train", "test"):
@@ -480,6 +515,8 @@ def main(argv=None) -> int:
     parser.add_argument("--held-out", action="store_true",
                         help="with --real: test pairs use another speaker and noise recordings "
                              "that no training pair uses")
+    parser.add_argument("--layout", default="libri", choices=sorted(DATASETS),
+                        help="folder names and rate of this dataset row (default libri)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help=f"where --real keeps the packages (default {DEFAULT_CACHE})")
     args = parser.parse_args(argv)
@@ -495,6 +532,7 @@ def main(argv=None) -> int:
             args.out, n_train=args.train, n_test=args.test, seconds=seconds, seed=args.seed,
             archives=args.archives, real=args.real, snr_db=snr, cache_dir=args.cache_dir,
             held_out=args.held_out,
+            layout=args.layout,
         )
     except ValueError as exc:  # an option out of range or an --out that cannot be a folder
         print(f"error: {exc}", file=sys.stderr)

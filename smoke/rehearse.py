@@ -66,12 +66,14 @@ def rehearsal_parameters(data_dir: Path, work_dir: Path) -> dict[str, Any]:
             "SCRATCH_DIR": str(work_dir.parent / f"{work_dir.name}-scratch"), **REHEARSAL_PARAMETERS}
 
 
-def default_dataset(folder: Path) -> Path:
-    """A small local dataset in the Kaggle layout, ``.7z`` archives only (like the real mount)."""
+def default_dataset(folder: Path, layout: str = "libri") -> Path:
+    """A small local dataset in the Kaggle layout of ``layout`` (a ``templates.datasets`` row):
+    ``.7z`` archives only for the default one, 48 kHz nested loose folders for ``vbdemand``
+    (like the real mounts)."""
     from smoke.dataset import build_local_dataset
 
     return build_local_dataset(folder, n_train=12, n_test=3, seconds=(3.5, 4.5), seed=0,
-                               archives=True)
+                               archives=layout == "libri", layout=layout)
 
 
 def _failed_cell(executed: Path, original: Path) -> str:

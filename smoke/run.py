@@ -1,4 +1,4 @@
-"""Smoke harness: ``python smoke/run.py [--model NAME] [--rehearse] [--data DIR]``.
+"""Smoke harness: ``python smoke/run.py [--model NAME] [--rehearse] [--data DIR] [--dataset vbdemand]``.
 
 Runs every check in smoke/checks.py for each model (seconds on a CPU), optionally the rehearsal
 (smoke/rehearse.py), prints a table of check, result and seconds, and exits 0 only when all pass.
@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from builders.spec import ModelSpec  # noqa: E402
+from templates.datasets import DATASETS  # noqa: E402
 
 
 def discover_models() -> tuple[str, ...]:
@@ -119,7 +120,8 @@ def _rehearse_model(spec: ModelSpec, notebook: Path, data_dir: Path, tmp: Path,
         res = rehearse(spec, notebook, data_dir, tmp, env=env)
         report.rehearsals[spec.name] = res
         m = res.summary["metrics"]
-        return (f"{res.seconds:.0f} s; noisy PESQ {m['noisy']['pesq']:.3f} -> enhanced "
+        return (f"{res.seconds:.0f} s, {res.summary['dataset']['name']} layout; noisy PESQ "
+                f"{m['noisy']['pesq']:.3f} -> enhanced "
                 f"{m['enhanced']['pesq']:.3f}, STOI {m['enhanced']['stoi']:.3f}, "
                 f"SI-SDR {m['enhanced']['si_sdr']:.2f} dB")
 
@@ -131,13 +133,16 @@ def _rehearse_model(spec: ModelSpec, notebook: Path, data_dir: Path, tmp: Path,
 
 
 def run_smoke(models=MODELS, rehearse: bool = False, data: Path | None = None,
-              notebooks: dict[str, Path] | None = None, echo=print, env=None) -> SmokeReport:
+              notebooks: dict[str, Path] | None = None, echo=print, env=None,
+              dataset: str | None = None) -> SmokeReport:
     """Run the checks (and the rehearsal) for ``models``; ``notebooks`` maps a model to the
     notebook file to check instead of a fresh default render (the push gate passes its folder's).
     ``env``: rehearse in that Kaggle-image environment (a name in smoke/envs/ or a pins file;
     see smoke/kaggle_env.py) instead of the toolkit's own venv.
+    ``dataset`` (a ``templates.datasets`` row such as ``"vbdemand"``): check and rehearse
+    notebooks rendered with ``DATASET`` set to it, on generated data in that layout.
     """
-    from builders.render import write_notebook
+    from builders.render import build_notebook, write_notebook
 
     report = SmokeReport()
     if rehearse and env is not None:
@@ -155,6 +160,10 @@ def run_smoke(models=MODELS, rehearse: bool = False, data: Path | None = None,
         data_dir = Path(data) if data is not None else None
         for name in models:
             spec = load_spec(name)
+            if dataset is not None and name not in notebooks:
+                params = {**spec.default_parameters(), "DATASET": dataset}
+                notebooks[name] = write_notebook(build_notebook(spec, params),
+                                                 tmp / f"{name}-{dataset}" / spec.notebook_file)
             ctx = _check_model(spec, tmp / name, notebooks.get(name), report, echo)
             if not rehearse:
                 continue
@@ -167,8 +176,9 @@ def run_smoke(models=MODELS, rehearse: bool = False, data: Path | None = None,
             if data_dir is None:
                 from smoke.rehearse import default_dataset
 
-                echo("building the local rehearsal dataset (Kaggle layout, .7z archives) ...")
-                data_dir = default_dataset(tmp / "data")
+                layout = dataset or "libri"
+                echo(f"building the local rehearsal dataset ({layout} Kaggle layout) ...")
+                data_dir = default_dataset(tmp / "data", layout=layout)
             # rehearse exactly the notebook the checks looked at
             notebook = notebooks.get(name) or write_notebook(ctx.notebook, tmp / name / spec.notebook_file)
             _rehearse_model(spec, notebook, data_dir, tmp / name, report, echo, env=env)
@@ -208,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", metavar="NAME|FILE",
                         help="rehearse in a Kaggle-image venv (created once, cached): "
                         "kaggle-2026-05 (today's image), kaggle-next, or your own pins file")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default=None,
+                        help="render the notebooks with DATASET set to this row of "
+                             "templates/datasets.py and rehearse on generated data in its layout "
+                             "(vbdemand: 48 kHz VoiceBank+DEMAND folders)")
     args = parser.parse_args(argv)
     if args.data is not None:  # up front: not after minutes of checks
         if not args.rehearse:
@@ -215,12 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.data.is_dir():
             parser.error(f"--data {args.data}: no such folder (a dataset in the Kaggle layout: "
                          f"train/, y_train/, test/, y_test/ or their .7z archives)")
-        from templates.data import DATASET_FOLDERS, _scan_dataset_tree
+        from templates.data import _scan_dataset_tree
 
         # the notebook's own search, names only (no wav count, no extraction): a folder missing
-        # a part would otherwise fail in the rehearsal, minutes later
-        folders, nested, archives, _n = _scan_dataset_tree(args.data)
-        absent = [name for name in DATASET_FOLDERS.values()
+        # a part would otherwise fail in the rehearsal, minutes later. Names: --dataset's row.
+        names = DATASETS[args.dataset or "libri"].folders.values()
+        folders, nested, archives, _n = _scan_dataset_tree(args.data, folder_names=names)
+        absent = [name for name in names
                   if not (folders[name] or nested[name] or archives[name])]
         if absent:
             parser.error(f"--data {args.data}: no {', '.join(absent)} below it (neither a folder "
@@ -236,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         except EnvError as exc:
             parser.error(str(exc))
     try:
-        report = run_smoke(models, rehearse=args.rehearse, data=args.data, env=args.env)
+        report = run_smoke(models, rehearse=args.rehearse, data=args.data, env=args.env,
+                           dataset=args.dataset)
     except EnvError as exc:  # the env could not be built: nothing was rehearsed
         print(f"smoke/run.py: env {args.env}: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from templates.datasets import DATASETS
+
 SAMPLE_RATE = 16000
 N_FFT = 512
 HOP = 256
@@ -50,6 +52,9 @@ class RunConfig:
     # Kaggle saves /kaggle/working as the notebook's output, and the extracted training set is
     # several GB that `--fetch` would then download.
     scratch_dir: str | None = None
+    # Which row of templates.datasets.DATASETS the data is: folder names, native rate, the
+    # published figures the summary sets the run against. "libri" or "vbdemand".
+    dataset: str = "libri"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -122,7 +127,9 @@ class RunConfig:
             errors.append(f"eval_mode must be one of {list(EVAL_MODES)}, got {self.eval_mode!r}")
         if isinstance(self.loss, str) and self.loss and self.loss not in LOSS_NAMES:
             errors.append(f"loss must be one of {list(LOSS_NAMES)}, got {self.loss!r}")
-        for name in ("model", "data_dir", "work_dir", "loss"):
+        if isinstance(self.dataset, str) and self.dataset and self.dataset not in DATASETS:
+            errors.append(f"dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
+        for name in ("model", "data_dir", "work_dir", "loss", "dataset"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 errors.append(f"{name} must be a non-empty string, got {value!r}")

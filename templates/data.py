@@ -17,14 +17,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from compat.audio import audio_info, load_audio
 from compat.torch_compat import cuda_device_count
+from templates.datasets import DATASETS, DEFAULT_DATASET, dataset_source
 
-# Layout field -> folder (and archive stem) name in the Kaggle dataset.
-DATASET_FOLDERS = {
-    "train_noisy": "train",
-    "train_clean": "y_train",
-    "test_noisy": "test",
-    "test_clean": "y_test",
-}
+# Layout field -> folder (and archive stem) name in the default Kaggle dataset; every dataset's
+# names are in templates.datasets.DATASETS.
+DATASET_FOLDERS = DATASETS[DEFAULT_DATASET].folders
 _EXTRACTED_MARKER = ".extracted"
 
 
@@ -94,15 +91,16 @@ def _wav_dir_below(folder: Path) -> tuple[Path, int] | None:
     return None if best is None else (best[1], best[2])
 
 
-def _scan_dataset_tree(root: Path, skip: Path | None = None):
+def _scan_dataset_tree(root: Path, skip: Path | None = None, folder_names=None):
     """Folders named like a dataset folder, and ``<name>.7z`` archives, anywhere below ``root``.
 
     Returns ``(folders, nested, archives, n_dirs)``. A folder named ``train`` that sits inside a
     folder of another dataset name (``y_train/train``: a clean archive's inner folder) goes to
     ``nested``, a last resort, so it is never taken for the noisy folder ahead of ``train.7z``.
     ``skip`` (our own extraction folder, when it lies below ``root``) is not searched.
+    ``folder_names``: the layout's four names (default: ``DATASET_FOLDERS``'s).
     """
-    wanted = set(DATASET_FOLDERS.values())
+    wanted = set(folder_names or DATASET_FOLDERS.values())
     folders: dict[str, list[Path]] = {n: [] for n in wanted}
     nested: dict[str, list[Path]] = {n: [] for n in wanted}
     archives: dict[str, list[Path]] = {n: [] for n in wanted}
@@ -183,23 +181,27 @@ def _extract_7z(archive: Path, dest: Path) -> Path:
     return dest
 
 
-def find_dataset(data_dir, work_dir) -> DatasetLayout:
+def find_dataset(data_dir, work_dir, dataset: str = DEFAULT_DATASET) -> DatasetLayout:
     """Locate the four wav folders below ``data_dir``, extracting archives into ``work_dir/data``.
 
-    Walks ``data_dir`` at any depth (Kaggle mounts moved from ``/kaggle/input/<slug>/`` to
-    ``/kaggle/input/datasets/<owner>/<slug>/``), takes folders named ``train``, ``y_train``,
-    ``test``, ``y_test`` holding wavs (possibly nested below that name), and for a missing one
-    unpacks ``<name>.7z`` into ``work_dir/data/<name>/`` (once; re-runs reuse it). Never writes
-    into ``data_dir``, which is read-only on Kaggle.
+    ``dataset`` names a row of ``templates.datasets.DATASETS``, which gives the folder names
+    (``train``, ``y_train``, ``test``, ``y_test`` for the default; ``noisy_trainset_28spk_wav``
+    ... for ``"vbdemand"``). Walks ``data_dir`` at any depth (Kaggle mounts moved from
+    ``/kaggle/input/<slug>/`` to ``/kaggle/input/datasets/<owner>/<slug>/``), takes the folders
+    of those names holding wavs (possibly nested below that name), and for a missing one unpacks
+    ``<name>.7z`` into ``work_dir/data/<name>/`` (once; re-runs reuse it). Never writes into
+    ``data_dir``, which is read-only on Kaggle.
     """
+    names = dataset_source(dataset).folders
     data_dir, work_dir = Path(data_dir), Path(work_dir)
     if not data_dir.is_dir():
         raise DatasetNotFoundError(f"data folder {data_dir} does not exist")
     extract_root = work_dir / "data"
-    folders, nested, archives, n_dirs = _scan_dataset_tree(data_dir, skip=extract_root)
+    folders, nested, archives, n_dirs = _scan_dataset_tree(data_dir, skip=extract_root,
+                                                           folder_names=names.values())
     found: dict[str, Path] = {}
     missing: list[str] = []
-    for key, name in DATASET_FOLDERS.items():
+    for key, name in names.items():
         wav_dir = _pick_wav_dir(folders[name])
         if wav_dir is None and archives[name]:
             archive = sorted(archives[name], key=lambda p: (len(p.parts), str(p)))[0]
@@ -218,15 +220,15 @@ def find_dataset(data_dir, work_dir) -> DatasetLayout:
         found[key] = wav_dir
     if missing:
         raise DatasetNotFoundError(
-            f"dataset not found under {data_dir} ({n_dirs} folders searched; extracted archives "
-            f"go to {extract_root}): " + "; ".join(missing)
+            f"dataset not found under {data_dir} ({dataset!r} layout; {n_dirs} folders searched; "
+            f"extracted archives go to {extract_root}): " + "; ".join(missing)
         )
     by_dir: dict[str, str] = {}
     for key, wav_dir in found.items():
         real = os.path.realpath(wav_dir)
         if real in by_dir:
             raise DatasetNotFoundError(
-                f"{DATASET_FOLDERS[by_dir[real]]!r} and {DATASET_FOLDERS[key]!r} both resolve to "
+                f"{names[by_dir[real]]!r} and {names[key]!r} both resolve to "
                 f"{wav_dir} under {data_dir}: noisy and clean files must come from different folders"
             )
         by_dir[real] = key

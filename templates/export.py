@@ -1,7 +1,7 @@
 """Export section: INT8 and ONNX artefacts of the trained model and a CPU latency table.
 
-`export_artifacts(model, work_dir)` writes `<model>_int8.pth` (nn.LSTM and nn.Linear dynamically
-quantized to int8; convolutions and nn.MultiheadAttention stay fp32) and `<model>_masker.onnx`
+`export_artifacts(model, work_dir)` writes `<model>_int8.pth` (nn.LSTM, nn.GRU and nn.Linear
+dynamically quantized to int8; convolutions and nn.MultiheadAttention stay fp32) and `<model>_masker.onnx`
 (the masker only: magnitude (1, 1, F, N) -> mask (1, F, N); the STFT stays outside), then times
 fp32, INT8 and ONNX Runtime on this machine's CPU with one thread. Per-hop time here is the time
 to enhance one 3 s crop divided by its number of hops (188): the models are not streaming, so
@@ -39,7 +39,8 @@ class Int8Unavailable(RuntimeError):
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """An eval-mode CPU copy of `model` with nn.LSTM and nn.Linear dynamically quantized to int8.
+    """An eval-mode CPU copy of `model` with nn.LSTM, nn.GRU (compact_crn's recurrences) and
+    nn.Linear dynamically quantized to int8.
 
     Raises `Int8Unavailable` naming the torch version when torch no longer has the API.
     """
@@ -51,7 +52,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
             raise Int8Unavailable(
                 f"torch {torch.__version__} has no torch.ao.quantization.quantize_dynamic "
                 f"(removed after its deprecation in torch 2.10): {exc}") from exc
-        q = quantize_dynamic(copy.deepcopy(model).cpu().eval(), {nn.LSTM, nn.Linear},
+        q = quantize_dynamic(copy.deepcopy(model).cpu().eval(), {nn.LSTM, nn.GRU, nn.Linear},
                              dtype=torch.qint8)
     for mod in q.modules():
         if isinstance(mod, nn.TransformerEncoderLayer):

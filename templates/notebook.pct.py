@@ -60,6 +60,8 @@ print(run_without_cuda_init(check_gpu_supported))
 # %% [markdown] section=config
 # ## Configuration
 
+# %% include=templates.datasets
+
 # %% include=templates.config
 
 # %%
@@ -68,6 +70,7 @@ cfg = RunConfig(
     batch_size=BATCH_SIZE, lr=LR, crop_seconds=CROP_SECONDS, seed=SEED, max_steps=MAX_STEPS,
     smoke=SMOKE, num_workers=NUM_WORKERS, eval_mode=EVAL_MODE, max_test_files=MAX_TEST_FILES,
     warmup_epochs=WARMUP_EPOCHS, patience=PATIENCE, loss=LOSS, scratch_dir=SCRATCH_DIR,
+    dataset=DATASET,
 )
 print(cfg)
 

@@ -26,6 +26,7 @@ from templates.data import (
     split_pairs,
 )
 from templates.datacheck import check_pairs
+from templates.datasets import format_published_comparison, published_comparison
 from templates.distributed import launch_training, rank_device, visible_gpu_count
 from templates.evaluate import evaluate_model
 from templates.losses import build_loss
@@ -52,7 +53,7 @@ class DataBundle:
 
 def prepare_data(cfg) -> DataBundle:
     """Find, pair, check (printing the report; refusing bad data), split, build the datasets."""
-    layout = find_dataset(cfg.data_dir, cfg.extract_dir)
+    layout = find_dataset(cfg.data_dir, cfg.extract_dir, cfg.dataset)
     train_pairing = pair_files(layout.train_noisy, layout.train_clean)
     report = check_pairs(train_pairing, sample_rate=cfg.sample_rate,
                          crop_seconds=cfg.crop_seconds, seed=cfg.seed, label="train")
@@ -140,6 +141,8 @@ def run_evaluation(cfg, model, data: DataBundle):
         print(f"{part:9s} PESQ {m['pesq']:.3f}  STOI {m['stoi']:.3f}  SI-SDR {m['si_sdr']:.2f} dB")
     if result.table.skipped:
         print(f"{len(result.table.skipped)} file(s) skipped a metric: see eval_per_file.csv")
+    print(format_published_comparison(
+        published_comparison(cfg.dataset, means, len(result.table.rows), result.mode)))
     return result
 
 

@@ -15,6 +15,7 @@ import torch
 
 from compat.torch_compat import cuda_device_count
 from templates.checkpoint import atomic_write
+from templates.datasets import DEFAULT_DATASET, published_comparison
 from templates.models.registry import count_parameters
 
 SUMMARY_METRICS = ("pesq", "stoi", "si_sdr")
@@ -74,6 +75,9 @@ def build_summary(*, cfg, model, train_result, eval_result, extra=None) -> dict:
         "skipped": [{"name": n, "reason": r} for n, r in table.skipped],
         "eval_mode": eval_result.mode,
         "metrics": metrics,
+        # the dataset row and, for VoiceBank+DEMAND, the published PESQ figures next to ours
+        "dataset": published_comparison(getattr(cfg, "dataset", DEFAULT_DATASET), metrics,
+                                         len(table.rows), eval_result.mode),
         "versions": library_versions(),
         "config": cfg.to_dict(),
     }

@@ -7,8 +7,8 @@ interrupted Kaggle session continues where it stopped; resuming reproduces the u
 run's weights exactly on CPU (RNG states, sampler seeds and the early-stopping counter are
 restored). Every checkpoint holds the full training state, so ``ckpt_ep10.pth`` copied to
 ``last.pth`` resumes from epoch 10. A ``last.pth`` written with another architecture, loss, crop,
-split or smoke flag (``RESUME_MUST_MATCH``) is refused before anything is loaded; one from a
-finished run trains nothing and says so (raise ``epochs`` to continue it).
+split, dataset or smoke flag (``RESUME_MUST_MATCH``) is refused before anything is loaded; one
+from a finished run trains nothing and says so (raise ``epochs`` to continue it).
 
 Warmup: ``cfg.warmup_epochs`` when it is > 0, otherwise the model's ``default_warmup_epochs``
 (DPT: 3, CRN: 0). The learning rate rises linearly per optimiser step from ``lr/steps`` to
@@ -49,7 +49,7 @@ HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds", "saved")
 # sample_rate) and which pairs are train vs validation (seed, val_fraction: another split would
 # train on former validation files). epochs, patience, batch size, lr, ... may change.
 RESUME_MUST_MATCH = ("model", "model_kwargs", "loss", "seed", "val_fraction", "crop_seconds",
-                     "sample_rate", "smoke")
+                     "sample_rate", "smoke", "dataset")
 
 
 class TrainingDivergedError(FloatingPointError):

@@ -237,7 +237,7 @@ def test_a_periodic_checkpoint_resumes_exactly_scheduler_state_included(tmp_path
 
 @pytest.mark.parametrize("change", [
     {"model_kwargs": {"width": 2}}, {"loss": "si_sdr"}, {"seed": 4}, {"crop_seconds": 2.0},
-    {"val_fraction": 0.2}, {"smoke": True},
+    {"val_fraction": 0.2}, {"smoke": True}, {"dataset": "vbdemand"},
 ])
 def test_resume_refuses_last_pth_of_another_configuration_before_loading(tmp_path, change):
     train, val = _loaders()

@@ -20,6 +20,7 @@ _BUILTIN_MODEL_MODULES = {
     "crn": "templates.models.crn",
     "dpt": "templates.models.dpt",
     "crn_causal": "templates.models.crn_causal",
+    "compact_crn": "templates.models.compact_crn",
 }
 
 
