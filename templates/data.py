@@ -186,6 +186,8 @@ def _extract_7z(archive: Path, dest: Path) -> Path:
 def find_dataset(data_dir, work_dir) -> DatasetLayout:
     """Locate the four wav folders below ``data_dir``, extracting archives into ``work_dir/data``.
 
+    ``work_dir`` is the scratch folder (``RunConfig.extract_dir``), not the saved output folder.
+
     Walks ``data_dir`` at any depth (Kaggle mounts moved from ``/kaggle/input/<slug>/`` to
     ``/kaggle/input/datasets/<owner>/<slug>/``), takes folders named ``train``, ``y_train``,
     ``test``, ``y_test`` holding wavs (possibly nested below that name), and for a missing one

@@ -74,9 +74,11 @@ print(cfg)
 # %% [markdown] section=data
 # ## Data: discovery, extraction, pairing and checks
 #
-# The dataset is found by walking `DATA_DIR` (mount paths change), `.7z` archives are extracted
-# into the working directory, noisy and clean files are paired by name and checked: sample rate,
-# channels, durations from the headers, and the noisy/clean correlation of aligned crops.
+# The dataset is found by walking `DATA_DIR` (mount paths change); `.7z` archives are extracted
+# into `SCRATCH_DIR` (the system temp folder when None), never into `WORK_DIR`, which Kaggle saves
+# as the output. Noisy and clean files are paired by name and checked: sample rate, channels,
+# durations from the headers, silent clean references, and the noisy/clean correlation of
+# aligned crops.
 # Training crops take ONE offset for the noisy and the clean file.
 
 # %% include=templates.data
