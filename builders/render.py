@@ -28,7 +28,7 @@ import nbformat
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from builders.spec import ModelSpec
+from builders.spec import DATASET_SOURCE, ModelSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAYOUT = REPO_ROOT / "templates" / "notebook.pct.py"
@@ -286,7 +286,7 @@ def build_notebook(
         "name": spec.name,
         "slug": spec.slug,
         "description": spec.description,
-        "dataset": "earth16/libri-speech-noise-dataset",
+        "dataset": DATASET_SOURCE,
     }
     layout_cells = parse_layout(layout.read_text(encoding="utf-8"), name=layout.name)
     cells: list[NotebookNode] = []

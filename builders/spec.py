@@ -10,8 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from templates.config import DEFAULT_DATASET
+
 #: The Kaggle dataset every notebook mounts (``owner/slug``).
-DATASET_SOURCE = "earth16/libri-speech-noise-dataset"
+DATASET_SOURCE = DEFAULT_DATASET
 
 #: Parameters-cell values shared by every model. Names are the notebook's upper-case
 #: variables; a glue cell maps them onto ``RunConfig`` fields.
@@ -32,6 +34,10 @@ BASE_PARAMETERS: dict[str, Any] = {
     "PATIENCE": 10,
     "LOSS": "mag_l1",
     "SCRATCH_DIR": None,  # where .7z archives are extracted; None: the system temp folder
+    "TIME_BUDGET_HOURS": 11.5,  # Kaggle ends GPU sessions at 12 h (RunConfig.time_budget_hours)
+    "ALLOW_CPU": False,  # True: a full run may train without a GPU
+    "GPUS": None,  # None: every visible GPU; 1: in-process on one GPU
+    "DATASET": DATASET_SOURCE,  # downloaded with kagglehub when not mounted
 }
 
 _SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

@@ -17,6 +17,8 @@ HOP = 256
 
 EVAL_MODES = ("full", "first3")
 LOSS_NAMES = ("mag_l1", "si_sdr", "mrstft")  # templates.losses.build_loss builds each
+# The Kaggle dataset every notebook trains on (owner/slug); builders.spec mounts it.
+DEFAULT_DATASET = "earth16/libri-speech-noise-dataset"
 
 
 @dataclass
@@ -50,6 +52,15 @@ class RunConfig:
     # Kaggle saves /kaggle/working as the notebook's output, and the extracted training set is
     # several GB that `--fetch` would then download.
     scratch_dir: str | None = None
+    # Wall-clock budget of the whole notebook run. Kaggle ends a GPU session at 12 h; 11.5 h
+    # leaves 30 min for what the clock does not see or the estimate misses (image start before
+    # the first cell, a slower evaluation): two to three of the user's epochs (4-6 h for 30).
+    # None: no budget.
+    time_budget_hours: float | None = 11.5
+    allow_cpu: bool = False  # a full (non-smoke) run without CUDA stops at the environment check
+    gpus: int | None = None  # training processes: None one per visible GPU, 1 in-process
+    # The Kaggle dataset (owner/slug), downloaded with kagglehub when nothing is mounted.
+    dataset: str = DEFAULT_DATASET
 
     def __post_init__(self) -> None:
         self.validate()
@@ -109,6 +120,9 @@ class RunConfig:
         _int_at_least("checkpoint_every", 1)
         _int_at_least("sample_rate", 1)
         _int_at_least("seed", 0)
+        _int_at_least("gpus", 1, optional=True)
+        if self.time_budget_hours is not None:
+            _positive_number("time_budget_hours")
         _positive_number("lr")
         _positive_number("crop_seconds")
         _positive_number("grad_clip")
@@ -122,12 +136,13 @@ class RunConfig:
             errors.append(f"eval_mode must be one of {list(EVAL_MODES)}, got {self.eval_mode!r}")
         if isinstance(self.loss, str) and self.loss and self.loss not in LOSS_NAMES:
             errors.append(f"loss must be one of {list(LOSS_NAMES)}, got {self.loss!r}")
-        for name in ("model", "data_dir", "work_dir", "loss"):
+        for name in ("model", "data_dir", "work_dir", "loss", "dataset"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 errors.append(f"{name} must be a non-empty string, got {value!r}")
-        if not isinstance(self.smoke, bool):
-            errors.append(f"smoke must be True or False, got {self.smoke!r}")
+        for name in ("smoke", "allow_cpu"):
+            if not isinstance(getattr(self, name), bool):
+                errors.append(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.model_kwargs, dict):
             errors.append(f"model_kwargs must be a dict, got {type(self.model_kwargs).__name__}")
         return errors
