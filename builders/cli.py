@@ -46,6 +46,9 @@ _OVERRIDES: list[tuple[str, str, Any, str]] = [
     ("--warmup-epochs", "WARMUP_EPOCHS", int, "learning-rate warmup epochs"),
     ("--patience", "PATIENCE", int, "early-stopping patience in epochs"),
     ("--loss", "LOSS", str, "loss name (mag_l1, si_sdr, mrstft)"),
+    ("--time-budget-hours", "TIME_BUDGET_HOURS", float,
+     "stop training in time to evaluate and export within this many hours (default 11.5)"),
+    ("--gpus", "GPUS", int, "training processes (default: every visible GPU; 1: in-process)"),
 ]
 
 

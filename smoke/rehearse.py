@@ -107,17 +107,24 @@ def check_outputs(name: str, work_dir: Path) -> dict[str, Any]:
 
 
 def rehearse(spec: ModelSpec, notebook: Path, data_dir: Path, work_root: Path,
-             timeout: int = 600) -> RehearsalResult:
-    """Execute ``notebook`` with the rehearsal parameters; raise :class:`RehearsalError` on failure."""
+             timeout: int = 600, *, overrides: dict[str, Any] | None = None,
+             label: str | None = None, env: dict[str, str] | None = None) -> RehearsalResult:
+    """Execute ``notebook`` with the rehearsal parameters; raise :class:`RehearsalError` on failure.
+
+    ``overrides``: parameters on top of the rehearsal's; ``label``: names the work folder and the
+    executed notebook (default the model's name); ``env``: variables the kernel sees.
+    """
     import papermill as pm
 
-    work_dir = work_root / f"{spec.name}-work"
+    label = label or spec.name
+    work_dir = work_root / f"{label}-work"
     work_dir.mkdir(parents=True, exist_ok=True)
-    executed = work_root / f"{spec.name}.executed.ipynb"
-    params = rehearsal_parameters(data_dir, work_dir)
+    executed = work_root / f"{label}.executed.ipynb"
+    params = {**rehearsal_parameters(data_dir, work_dir), **(overrides or {})}
     # CPU: hide any GPU from the kernel (it inherits this environment)
-    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    changes = {"CUDA_VISIBLE_DEVICES": "", **(env or {})}
+    saved = {name: os.environ.get(name) for name in changes}
+    os.environ.update(changes)
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name="python3",
@@ -125,10 +132,11 @@ def rehearse(spec: ModelSpec, notebook: Path, data_dir: Path, work_root: Path,
     except pm.PapermillExecutionError as exc:
         raise RehearsalError(f"{spec.name}: {_failed_cell(executed, notebook)}") from exc
     finally:
-        if saved is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     seconds = time.perf_counter() - start
     summary = check_outputs(spec.name, work_dir)
     return RehearsalResult(spec.name, seconds, work_dir, executed, summary)

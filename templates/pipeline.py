@@ -42,6 +42,7 @@ from templates.summary import build_summary, write_summary
 from templates.train import (
     TimeBudget,
     _train_check_resumable,
+    _train_seed_everything,
     best_checkpoint_name,
     train_model,
 )
@@ -281,6 +282,9 @@ def run_training(cfg, data: DataBundle, started_at: float | None = None):
     Returns ``(model, TrainResult)``; ``model`` holds the best epoch's weights, on the first
     GPU (or the CPU).
     """
+    # The initial weights are a function of SEED: torch seeds each new process at random, so
+    # without this two runs of one notebook (or a resumed run's reference) start apart.
+    _train_seed_everything(cfg.seed)
     model = build_model(cfg.model, **cfg.model_kwargs)
     n_gpu = visible_gpu_count()
     processes = _pipeline_processes(cfg, n_gpu)
