@@ -349,7 +349,7 @@ def _capture_push(monkeypatch):
     fake.KaggleCredentialsError = type("KaggleCredentialsError", (RuntimeError,), {})
     fake.KaggleRequestError = type("KaggleRequestError", (RuntimeError,), {})
 
-    def push_notebook(folder, *, runs_dir, params, accelerator):
+    def push_notebook(folder, *, runs_dir, params, accelerator, force=False):
         calls["meta"] = json.loads((folder / "kernel-metadata.json").read_text())
         return "pushed"
 

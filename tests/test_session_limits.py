@@ -21,8 +21,8 @@ from tests.test_train import CPU, TinyMasker, _cfg, _loaders, l1
 def test_time_budget_stops_before_an_epoch_that_would_not_fit(tmp_path, capsys):
     train, val = _loaders()
     cfg = _cfg(tmp_path, epochs=5)
-    # Plenty for one epoch, not for the export reserve after a second one.
-    budget = TimeBudget.from_hours(1.0, time.time(), export_seconds=3599.0)
+    # The export reserve alone takes all that is left: any second epoch would not fit.
+    budget = TimeBudget(deadline=time.time() + 100.0, hours=1.0, export_seconds=100.0)
     res = train_model(TinyMasker(), train, val, l1, cfg, CPU, budget=budget)
     assert res.stopped_by == "time_budget" and res.epochs_run == 1
     assert res.epochs_this_session == 1 and (tmp_path / "last.pth").is_file()
