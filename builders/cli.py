@@ -303,6 +303,8 @@ def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    if kernel_sources:
+        overrides["RESUME_FROM"] = kernel_sources[0]  # the notebook refuses to start afresh
     try:
         result = build(spec, out=out, overrides=overrides, user=user,
                        accelerator=accelerator, private=args.private, image=image,

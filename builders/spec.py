@@ -38,6 +38,7 @@ BASE_PARAMETERS: dict[str, Any] = {
     "ALLOW_CPU": False,  # True: a full run may train without a GPU
     "GPUS": None,  # None: every visible GPU; 1: in-process on one GPU
     "DATASET": DATASET_SOURCE,  # downloaded with kagglehub when not mounted
+    "RESUME_FROM": None,  # set by --push --resume-from: the version whose last.pth must be found
 }
 
 _SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

@@ -61,6 +61,8 @@ class RunConfig:
     gpus: int | None = None  # training processes: None one per visible GPU, 1 in-process
     # The Kaggle dataset (owner/slug), downloaded with kagglehub when nothing is mounted.
     dataset: str = DEFAULT_DATASET
+    # "owner/slug/N" when pushed with --resume-from N: that output must be mounted (no fresh start)
+    resume_from: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()

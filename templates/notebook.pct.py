@@ -71,6 +71,7 @@ cfg = RunConfig(
     smoke=SMOKE, num_workers=NUM_WORKERS, eval_mode=EVAL_MODE, max_test_files=MAX_TEST_FILES,
     warmup_epochs=WARMUP_EPOCHS, patience=PATIENCE, loss=LOSS, scratch_dir=SCRATCH_DIR,
     time_budget_hours=TIME_BUDGET_HOURS, allow_cpu=ALLOW_CPU, gpus=GPUS, dataset=DATASET,
+    resume_from=RESUME_FROM,
 )
 print(cfg)
 

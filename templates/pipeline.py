@@ -201,7 +201,7 @@ def resume_from_input(cfg) -> Path | None:
     """Copy an earlier version's ``last.pth`` (and best checkpoint) from the input into WORK_DIR.
 
     Nothing happens when WORK_DIR already has a ``last.pth`` (a re-run of this session) or the
-    input holds none. A checkpoint of another model, loss, split, crop or smoke flag is refused
+    input holds none (``FileNotFoundError`` when ``cfg.resume_from`` says it must). A checkpoint of another model, loss, split, crop or smoke flag is refused
     (``ValueError`` naming the file) before anything is copied or loaded. Returns the source.
     """
     work = Path(cfg.work_dir)
@@ -209,6 +209,14 @@ def resume_from_input(cfg) -> Path | None:
         return None
     src = find_resume_checkpoint(cfg)
     if src is None:
+        if cfg.resume_from:
+            # Pushed to continue a run: training from scratch would spend the session on a
+            # run nobody asked for.
+            raise FileNotFoundError(
+                f"RESUME_FROM = {cfg.resume_from!r} but no {RESUME_FILE} under {cfg.data_dir}: "
+                f"that version's output is not mounted (did the push warn that Kaggle did not "
+                f"attach the kernel source? did that version write last.pth?). Attach it "
+                f"(Add Input > Your Work), or push without --resume-from to start afresh")
         return None
     ckpt = read_checkpoint(src)
     try:

@@ -368,6 +368,7 @@ def test_push_resume_from_n_mounts_that_versions_output(tmp_path, monkeypatch, c
     assert crn.main(["--out", str(out), "--user", "bob", "--push", "--resume-from", "4"]) == 0
     slug = crn.SPEC.slug
     assert calls["meta"]["kernel_sources"] == [f"bob/{slug}/4"]
+    assert f"RESUME_FROM = 'bob/{slug}/4'" in (out / "crn.ipynb").read_text()
     assert f"bob/{slug}/4" in capsys.readouterr().out  # describe_push names the mounted output
 
 

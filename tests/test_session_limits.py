@@ -173,3 +173,12 @@ def test_initial_weights_are_a_function_of_the_seed(tmp_path):
         model, _ = run_training(cfg, data)
         weights.append({n: t.clone() for n, t in model.state_dict().items()})
     assert all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])
+
+
+def test_a_run_pushed_to_resume_refuses_to_start_afresh(tmp_path):
+    cfg = _pipeline_cfg(tmp_path, resume_from="bob/crn-v3/4")
+    (tmp_path / "input").mkdir()
+    with pytest.raises(FileNotFoundError, match="RESUME_FROM = 'bob/crn-v3/4' but no last.pth"):
+        resume_from_input(cfg)
+    _write_last(tmp_path / "input" / "notebooks" / "crn-v3", cfg)
+    assert resume_from_input(cfg) is not None
