@@ -110,8 +110,9 @@ def launch_training(fn, cfg=None, *, num_processes=None, backend=None, args=()):
             # the dead one would hang forever) and raises with the worker's traceback.
             raise TrainingWorkerError(
                 f"training worker (rank {exc.error_index}) failed, the run ends here:\n{exc}\n"
-                f"If the multi-GPU path misbehaves on this machine, set GPUS = 1 (trains "
-                f"in-process on one GPU)"
+                f"(A rank waiting for a dead one fails too, e.g. with a closed connection: the "
+                f"first cause may be another rank's.) If the multi-GPU path misbehaves on this "
+                f"machine, set GPUS = 1 (trains in-process on one GPU)"
             ) from exc
         if not result_path.exists():
             raise RuntimeError("launch_training: rank 0 finished without returning a result")

@@ -174,9 +174,13 @@ def test_a_dead_worker_ends_the_run_with_its_traceback_not_a_hang(how):
         launch_training(_waits_for_a_dead_peer, None, num_processes=2, backend="gloo",
                         args=(how,))
     message = str(info.value)
-    assert "training worker (rank 1) failed" in message and "GPUS = 1" in message
-    if how == "raise":
-        assert "CUDA out of memory in rank 1 (simulated)" in message and "Traceback" in message
+    # Rank 0, waiting in the barrier, may fail on the closed connection before the parent sees
+    # rank 1's failure: either is reported, with its traceback or exit code, and the run ends.
+    assert "training worker (rank " in message and "GPUS = 1" in message
+    if "rank 1" in message.split("\n", 1)[0]:
+        expected = ("CUDA out of memory in rank 1 (simulated)" if how == "raise"
+                    else "terminated with exit code 9")
+        assert expected in message
     else:
-        assert "terminated with exit code 9" in message
+        assert "Traceback" in message
     assert time.monotonic() - t0 < 120  # ended, not hung in the barrier
