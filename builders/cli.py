@@ -21,6 +21,7 @@ from builders.metadata import (
     docker_image_fields,
     kernel_metadata,
     resolve_accelerator,
+    resume_source,
     write_metadata,
 )
 from builders.render import REPO_ROOT, build_notebook, write_notebook
@@ -47,6 +48,9 @@ _OVERRIDES: list[tuple[str, str, Any, str]] = [
     ("--loss", "LOSS", str, "loss name (mag_l1, si_sdr, mrstft)"),
     ("--dataset", "DATASET", str, "dataset row of templates/datasets.py: libri (default) or "
      "vbdemand (VoiceBank+DEMAND, 824-file test set); also sets the mounted Kaggle dataset"),
+    ("--time-budget-hours", "TIME_BUDGET_HOURS", float,
+     "stop training in time to evaluate and export within this many hours (default 11.5)"),
+    ("--gpus", "GPUS", int, "training processes (default: every visible GPU; 1: in-process)"),
 ]
 
 
@@ -99,6 +103,7 @@ def build(
     accelerator: str = DEFAULT_ACCELERATOR,
     private: bool = True,
     image: dict[str, str] | None = None,
+    kernel_sources: list[str] | None = None,
 ) -> BuildResult:
     """Render the notebook and its kernel-metadata.json into ``out`` (``notebooks/<name>``).
 
@@ -114,7 +119,8 @@ def build(
         raise BuildRefused(problems)
     nb = build_notebook(spec, params)
     meta = kernel_metadata(spec, user=user, accelerator=accelerator, private=private, image=image,
-                           dataset=params["DATASET"])
+                           dataset=params["DATASET"],
+                           kernel_sources=kernel_sources)
     notebook = write_notebook(nb, folder / spec.notebook_file)
     meta_file = write_metadata(meta, folder)
     return BuildResult(folder, notebook, meta_file, meta, params)
@@ -128,7 +134,8 @@ def describe_push(result: BuildResult) -> str:
         f"push folder: {result.folder} ({result.notebook.name}, {result.metadata_file.name})\n"
         f"--push would send {result.notebook.name} as kernel {meta['id']} "
         f"({'private' if meta['is_private'] else 'public'}) on {meta['machine_shape']}, "
-        f"data {', '.join(meta['dataset_sources'])}, internet {'on' if meta['enable_internet'] else 'off'}; "
+        f"data {', '.join(meta['dataset_sources'] + meta.get('kernel_sources', []))}, "
+        f"internet {'on' if meta['enable_internet'] else 'off'}; "
         f"epochs {p['EPOCHS']}, batch size {p['BATCH_SIZE']}, lr {p['LR']}, "
         f"crop {p['CROP_SECONDS']} s, seed {p['SEED']}"
         + (f"; image pinned: {meta.get('docker_image') or meta.get('docker_image_pinning_type')}"
@@ -193,6 +200,9 @@ def parse_args(spec: ModelSpec, argv: list[str] | None) -> argparse.Namespace:
                         help="with --push: smoke checks only, no end-to-end rehearsal")
     parser.add_argument("--data", type=Path, help="with --push: local Kaggle-layout dataset for "
                         "the rehearsal (default: a generated one)")
+    parser.add_argument("--resume-from", metavar="N|latest",
+                        help="with --push: mount version N's outputs (latest: the last push in "
+                             "runs/ledger.jsonl) and continue its last.pth")
     parser.add_argument("--wait", action="store_true", help="with --status: poll until the run ends")
     parser.add_argument("--interval", type=float, default=30.0,
                         help="with --status --wait: seconds between polls (default 30)")
@@ -202,6 +212,26 @@ def parse_args(spec: ModelSpec, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--version", type=int,
                         help="with --fetch, --status or --logs: kernel version (default latest)")
     return parser.parse_args(argv)
+
+
+def _resume_source(value: str, ref: str, *, push: bool) -> str:
+    """``--resume-from N|latest`` as the kernel source ``owner/slug/N``; ValueError if unusable."""
+    if not push:
+        raise ValueError("--resume-from goes with --push (it attaches an earlier version's "
+                         "outputs to the new version)")
+    if value == "latest":
+        from builders.ledger import latest_version
+
+        version = latest_version(RUNS_DIR, ref)
+        if version is None:
+            raise ValueError(f"--resume-from latest: {RUNS_DIR / 'ledger.jsonl'} has no push of "
+                             f"{ref} with a version number; give the version: --resume-from N")
+        return resume_source(ref, version)
+    try:
+        number = int(value.lstrip("v"))
+    except ValueError:
+        raise ValueError(f"--resume-from {value!r}: give a version number or 'latest'") from None
+    return resume_source(ref, number)
 
 
 def _kaggle_call(fn) -> int:
@@ -269,9 +299,19 @@ def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
     if note:
         print(note, file=sys.stderr)
 
+    kernel_sources = None
+    if args.resume_from is not None:
+        try:
+            kernel_sources = [_resume_source(args.resume_from, ref, push=args.push)]
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if kernel_sources:
+        overrides["RESUME_FROM"] = kernel_sources[0]  # the notebook refuses to start afresh
     try:
         result = build(spec, out=out, overrides=overrides, user=user,
-                       accelerator=accelerator, private=args.private, image=image)
+                       accelerator=accelerator, private=args.private, image=image,
+                       kernel_sources=kernel_sources)
     except BuildRefused as exc:
         for line in exc.problems:
             print(f"error: {line}", file=sys.stderr)

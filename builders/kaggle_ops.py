@@ -342,6 +342,7 @@ def push_notebook(
         "accelerator": shape,
         "docker_image_pinning_type": meta.get("docker_image_pinning_type"),
         "docker_image": meta.get("docker_image"),
+        "resumes": ledger.resume_link(meta),  # the earlier version this run continues, or None
     })
     ledger.append_record(runs_dir, record)
     echo(f"pushed {record['ref']} version {version}: {record['url']}")

@@ -110,3 +110,26 @@ def latest_push(runs_dir: Path, ref: str) -> dict | None:
         if record.get("event") == "push" and record.get("ref") == ref:
             return record
     return None
+
+
+def resume_link(meta: dict) -> dict | None:
+    """``{"ref", "version"}`` of the kernel's own earlier version in ``meta["kernel_sources"]``.
+
+    A push whose metadata mounts the same kernel's output resumes that version's run
+    (``--resume-from``); the push record keeps the link. None when it mounts no such output.
+    """
+    own = meta.get("id")
+    for source in meta.get("kernel_sources") or []:
+        parts = str(source).split("/")
+        if "/".join(parts[:2]) == own:
+            version = int(parts[2]) if len(parts) == 3 and parts[2].isdigit() else None
+            return {"ref": own, "version": version}
+    return None
+
+
+def latest_version(runs_dir: Path, ref: str) -> int | None:
+    """The version number of the most recent push of ``ref`` the ledger knows, or None."""
+    for record in reversed(read_ledger(runs_dir)):
+        if record.get("event") == "push" and record.get("ref") == ref and record.get("version"):
+            return int(record["version"])
+    return None

@@ -89,9 +89,13 @@ def kernel_metadata(
     private: bool = True,
     image: dict[str, str] | None = None,
     dataset: str = DEFAULT_DATASET,
+    kernel_sources: list[str] | None = None,
 ) -> dict[str, Any]:
     """The metadata for ``spec``; ``image`` is :func:`docker_image_fields`' result, ``dataset``
-    (a ``templates.datasets`` row) gives the mounted slug."""
+    (a ``templates.datasets`` row) gives the mounted slug.
+    ``kernel_sources``: notebook outputs mounted as inputs (``owner/slug`` or
+    ``owner/slug/<version>``, the forms the client validates); the notebook's own earlier
+    version there is how ``--resume-from`` continues a run."""
     return {
         "id": f"{user}/{spec.slug}",
         "title": spec.title,
@@ -105,7 +109,7 @@ def kernel_metadata(
         "enable_internet": True,
         "dataset_sources": [dataset_source(dataset).slug],
         "competition_sources": [],
-        "kernel_sources": [],
+        "kernel_sources": list(kernel_sources or []),
         "model_sources": [],
         "machine_shape": accelerator,
         **(image or {}),
@@ -121,3 +125,10 @@ def write_metadata(meta: dict[str, Any], folder: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(metadata_text(meta), encoding="utf-8")
     return path
+
+
+def resume_source(ref: str, version: int) -> str:
+    """``owner/slug/<version>``: version ``version``'s output of kernel ``ref`` as an input."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"--resume-from: a kernel version is a number >= 1, got {version!r}")
+    return f"{ref}/{version}"

@@ -34,6 +34,10 @@ BASE_PARAMETERS: dict[str, Any] = {
     "LOSS": "mag_l1",
     "SCRATCH_DIR": None,  # where .7z archives are extracted; None: the system temp folder
     "DATASET": DEFAULT_DATASET,  # a row of templates.datasets.DATASETS
+    "TIME_BUDGET_HOURS": 11.5,  # Kaggle ends GPU sessions at 12 h (RunConfig.time_budget_hours)
+    "ALLOW_CPU": False,  # True: a full run may train without a GPU
+    "GPUS": None,  # None: every visible GPU; 1: in-process on one GPU
+    "RESUME_FROM": None,  # set by --push --resume-from: the version whose last.pth must be found
 }
 
 _SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

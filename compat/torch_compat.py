@@ -147,7 +147,7 @@ def _compat_numpy_resolve(obj, seen=None):
             obj[i] = _compat_numpy_resolve(value, seen)
     elif type(obj) is tuple:  # not torch.Size: it holds ints only
         items = tuple(_compat_numpy_resolve(value, seen) for value in obj)
-        if any(a is not b for a, b in zip(items, obj)):
+        if any(a is not b for a, b in zip(items, obj, strict=True)):
             return items
     return obj
 
@@ -380,6 +380,38 @@ def check_gpu_supported(probe: bool = True) -> str:
             mem = ""
         described.append(f"cuda:{i} {name} ({sm}{mem})")
     return "; ".join(described)
+
+
+class NoGPUError(RuntimeError):
+    """A full training run found no CUDA device (and ALLOW_CPU is off)."""
+
+
+NO_GPU_CAUSES = (
+    "the accelerator is off in the notebook settings (Settings > Accelerator: GPU T4 x2; "
+    "from the toolkit: --accelerator NvidiaTeslaT4)",
+    "this week's GPU quota (about 30 h) is used up: the run silently got a CPU machine",
+    "the account is not phone-verified (Kaggle lends GPUs to verified accounts only)",
+    "a retired accelerator was requested (NvidiaTeslaP100)",
+)
+
+
+def require_gpu(smoke: bool = False, allow_cpu: bool = False, count: int | None = None) -> str:
+    """Refuse a full run without a CUDA device, in seconds rather than after hours on a CPU.
+
+    Smoke runs (rehearsals) and ``allow_cpu`` pass. Raises `NoGPUError` with one message naming
+    the usual causes. Counts devices without initialising CUDA (see `cuda_device_count`).
+    """
+    count = cuda_device_count() if count is None else count
+    if count > 0:
+        return f"GPU check: {count} CUDA device(s)"
+    if smoke or allow_cpu:
+        why = "a smoke run" if smoke else "ALLOW_CPU=True"
+        return f"GPU check: no CUDA device; training on the CPU ({why})"
+    raise NoGPUError(
+        "no CUDA device is visible, and this full run would train for days on the CPU. "
+        "Usual causes: " + "; ".join(f"({i}) {c}" for i, c in enumerate(NO_GPU_CAUSES, 1))
+        + ". Fix the cause and run again, or set ALLOW_CPU = True to train on the CPU anyway."
+    )
 
 
 def run_without_cuda_init(fn, *args, **kwargs):

@@ -187,27 +187,31 @@ def describe_warnings(rows: list[dict], executed: Path, original: Path) -> str:
 
 
 def rehearse(spec: ModelSpec, notebook: Path, data_dir: Path, work_root: Path,
-             timeout: int = 600, env=None) -> RehearsalResult:
+             timeout: int = 600, env=None, *, overrides: dict[str, Any] | None = None,
+             label: str | None = None, environ: dict[str, str] | None = None) -> RehearsalResult:
     """Execute ``notebook`` with the rehearsal parameters; raise :class:`RehearsalError` on failure.
 
     ``env`` (a :class:`smoke.kaggle_env.KaggleEnv`): run the kernel in that Kaggle-image venv and
-    fail on any warning the notebook's code triggers there.
+    fail on any warning the notebook's code triggers there. ``overrides``: parameters on top of
+    the rehearsal's; ``label``: names the work folder and the executed notebook (default the
+    model's name); ``environ``: variables the kernel sees.
     """
     import papermill as pm
 
-    work_dir = work_root / f"{spec.name}-work"
+    label = label or spec.name
+    work_dir = work_root / f"{label}-work"
     work_dir.mkdir(parents=True, exist_ok=True)
-    executed = work_root / f"{spec.name}.executed.ipynb"
-    params = rehearsal_parameters(data_dir, work_dir)
+    executed = work_root / f"{label}.executed.ipynb"
+    params = {**rehearsal_parameters(data_dir, work_dir), **(overrides or {})}
     kernel_name, warnings_file = "python3", None
     # CPU: hide any GPU from the kernel (it inherits this environment)
-    overrides = {"CUDA_VISIBLE_DEVICES": ""}
+    changes = {"CUDA_VISIBLE_DEVICES": "", **(environ or {})}
     if env is not None:
-        kernel_name, jupyter_path, warnings_file = env_kernel(env, work_root / f"{spec.name}-kernel")
-        overrides["JUPYTER_PATH"] = os.pathsep.join(
+        kernel_name, jupyter_path, warnings_file = env_kernel(env, work_root / f"{label}-kernel")
+        changes["JUPYTER_PATH"] = os.pathsep.join(
             [str(jupyter_path)] + [p for p in [os.environ.get("JUPYTER_PATH")] if p])
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
+    saved = {name: os.environ.get(name) for name in changes}
+    os.environ.update(changes)
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name=kernel_name,
@@ -215,11 +219,11 @@ def rehearse(spec: ModelSpec, notebook: Path, data_dir: Path, work_root: Path,
     except pm.PapermillExecutionError as exc:
         raise RehearsalError(f"{spec.name}: {_failed_cell(executed, notebook)}") from exc
     finally:
-        for key, value in saved.items():
+        for name, value in saved.items():
             if value is None:
-                os.environ.pop(key, None)
+                os.environ.pop(name, None)
             else:
-                os.environ[key] = value
+                os.environ[name] = value
     seconds = time.perf_counter() - start
     if warnings_file is not None:
         rows = read_warnings(warnings_file)

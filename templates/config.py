@@ -55,6 +55,15 @@ class RunConfig:
     # Which row of templates.datasets.DATASETS the data is: folder names, native rate, the
     # published figures the summary sets the run against. "libri" or "vbdemand".
     dataset: str = "libri"
+    # Wall-clock budget of the whole notebook run. Kaggle ends a GPU session at 12 h; 11.5 h
+    # leaves 30 min for what the clock does not see or the estimate misses (image start before
+    # the first cell, a slower evaluation): two to three of the user's epochs (4-6 h for 30).
+    # None: no budget.
+    time_budget_hours: float | None = 11.5
+    allow_cpu: bool = False  # a full (non-smoke) run without CUDA stops at the environment check
+    gpus: int | None = None  # training processes: None one per visible GPU, 1 in-process
+    # "owner/slug/N" when pushed with --resume-from N: that output must be mounted (no fresh start)
+    resume_from: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -114,6 +123,9 @@ class RunConfig:
         _int_at_least("checkpoint_every", 1)
         _int_at_least("sample_rate", 1)
         _int_at_least("seed", 0)
+        _int_at_least("gpus", 1, optional=True)
+        if self.time_budget_hours is not None:
+            _positive_number("time_budget_hours")
         _positive_number("lr")
         _positive_number("crop_seconds")
         _positive_number("grad_clip")
@@ -133,8 +145,9 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 errors.append(f"{name} must be a non-empty string, got {value!r}")
-        if not isinstance(self.smoke, bool):
-            errors.append(f"smoke must be True or False, got {self.smoke!r}")
+        for name in ("smoke", "allow_cpu"):
+            if not isinstance(getattr(self, name), bool):
+                errors.append(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.model_kwargs, dict):
             errors.append(f"model_kwargs must be a dict, got {type(self.model_kwargs).__name__}")
         return errors

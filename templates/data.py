@@ -184,6 +184,8 @@ def _extract_7z(archive: Path, dest: Path) -> Path:
 def find_dataset(data_dir, work_dir, dataset: str = DEFAULT_DATASET) -> DatasetLayout:
     """Locate the four wav folders below ``data_dir``, extracting archives into ``work_dir/data``.
 
+    ``work_dir`` is the scratch folder (``RunConfig.extract_dir``), not the saved output folder.
+
     ``dataset`` names a row of ``templates.datasets.DATASETS``, which gives the folder names
     (``train``, ``y_train``, ``test``, ``y_test`` for the default; ``noisy_trainset_28spk_wav``
     ... for ``"vbdemand"``). Walks ``data_dir`` at any depth (Kaggle mounts moved from

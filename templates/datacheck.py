@@ -5,6 +5,8 @@ that need the samples decode only what they must:
 
 - non-finite samples: only float wavs (header subtype FLOAT or DOUBLE) can hold NaN or Inf, so
   exactly those files are decoded, whole, in blocks; integer PCM files are not decoded for this;
+- silent references: every clean file is decoded whole (in blocks) for its RMS; one below
+  ``silence_dbfs`` (-60 dBFS: digital silence or dither) is a named defect and its pair skipped;
 - the noisy/clean correlation that exposes misaligned pairs: the first crop of a few sampled pairs;
 - a decode attempt on any file whose header cannot be read (to report the decoder's own reason).
 
@@ -67,6 +69,7 @@ class DataReport:
     low_corr_files: list[str] = field(default_factory=list)  # sampled pairs below min_corr (noisy names)
     max_low_corr_fraction: float = 0.2
     float_files_checked: int = 0  # float wavs decoded whole for NaN/Inf (integer PCM cannot hold them)
+    clean_files_scanned: int = 0  # clean references decoded whole for their level (silence)
 
     @property
     def ok(self) -> bool:
@@ -108,6 +111,11 @@ class DataReport:
             f"  non-finite scan: {self.float_files_checked} float files decoded (integer PCM cannot hold "
             f"NaN/Inf), {n_nonfinite} with NaN/Inf skipped"
         )
+        n_silent = sum(i.kind == "silent_reference" for i in self.issues)
+        lines.append(
+            f"  silence scan: {self.clean_files_scanned} clean references decoded, {n_silent} silent "
+            f"(pair skipped)"
+        )
         if self.issues:
             lines.append(f"  defects ({len(self.issues)}):")
             by_kind: dict[str, list[DataIssue]] = {}
@@ -146,6 +154,7 @@ class DataReport:
             "low_corr_files": list(self.low_corr_files),
             "max_low_corr_fraction": self.max_low_corr_fraction,
             "float_files_checked": self.float_files_checked,
+            "clean_files_scanned": self.clean_files_scanned,
             "issues": [
                 {"file": i.file, "kind": i.kind, "detail": i.detail, "action": i.action} for i in self.issues
             ],
@@ -173,19 +182,37 @@ def _datacheck_corr(a: np.ndarray, b: np.ndarray) -> float | None:
     return None if den == 0.0 else float((a * b).sum() / den)
 
 
-def _datacheck_nonfinite(path: Path, info: AudioInfo, block_seconds: float = 30.0) -> int:
-    """Non-finite samples in the whole of ``path`` (at its own rate, downmixed), read in blocks.
+def _datacheck_scan(path: Path, info: AudioInfo, block_seconds: float = 30.0) -> tuple[int, float]:
+    """(non-finite samples, RMS of the finite samples) of the whole of ``path``, read in blocks.
 
-    Raises ``AudioReadError`` naming the file when its body cannot be decoded.
+    At the file's own rate, downmixed. Raises ``AudioReadError`` naming the file when its body
+    cannot be decoded.
     """
     block = max(1, int(block_seconds * info.sample_rate))
-    count = 0
+    count, sum_sq, n = 0, 0.0, 0
     for offset in range(0, info.frames, block):
         x = load_audio(path, info.sample_rate, offset=offset, frames=block).numpy()
-        count += int((~np.isfinite(x)).sum())
+        finite = np.isfinite(x)
+        count += int((~finite).sum())
+        good = x[finite].astype(np.float64)
+        sum_sq += float((good * good).sum())
+        n += int(good.size)
         if x.shape[0] < block:  # the body ended (possibly before the header said)
             break
-    return count
+    return count, (float(np.sqrt(sum_sq / n)) if n else 0.0)
+
+
+def _datacheck_nonfinite(path: Path, info: AudioInfo, block_seconds: float = 30.0) -> int:
+    """Non-finite samples in the whole of ``path`` (at its own rate, downmixed), read in blocks."""
+    return _datacheck_scan(path, info, block_seconds)[0]
+
+
+def _datacheck_dbfs(rms: float) -> float:
+    return 20.0 * float(np.log10(rms)) if rms > 0 else float("-inf")
+
+
+def _datacheck_seconds(frames: int, rate: int) -> str:
+    return f"{frames / rate:.3f} s" if rate else "0 s"
 
 
 def check_pairs(
@@ -199,13 +226,16 @@ def check_pairs(
     max_unusable_fraction: float = 0.1,
     label: str = "",
     max_low_corr_fraction: float = 0.2,
+    silence_dbfs: float = -60.0,
 ) -> DataReport:
     """Check a ``Pairing`` (from ``pair_files``) and report every defect and its handling.
 
     Handling: another sample rate -> resample; several channels -> downmix; noisy and clean of
     different lengths -> trim to the shorter; shorter than the crop -> pad; unreadable, shorter
     than ``min_seconds``, non-finite (every float-subtype file is decoded whole to look), or a
-    sampled pair whose correlation is below ``min_corr`` -> skip the pair; unpaired files -> skip.
+    sampled pair whose correlation is below ``min_corr`` -> skip the pair; a clean reference whose
+    whole-file RMS is below ``silence_dbfs`` (digital silence, or near it) -> skip the pair
+    (every clean file is decoded whole for this); unpaired files -> skip.
     Refused when there are no usable pairs, when the mean correlation of up to ``n_corr`` aligned
     crops (the first ``crop_seconds`` of randomly chosen pairs) is below ``min_corr``, when more
     than ``max_low_corr_fraction`` of those sampled pairs are below ``min_corr``, or when more than
@@ -256,12 +286,20 @@ def check_pairs(
                 DataIssue(pair_name, "too_short", f"{usable / sample_rate:.3f} s, shorter than {min_seconds:g} s", "skip")
             )
             continue
-        if n_len != c_len:
+        # Lengths compared in seconds at the files' own rates: one source sample or less apart
+        # is the same length (a 44.1 kHz and a 16 kHz file of one recording round differently
+        # when converted to samples at sample_rate; that is not a defect).
+        gap = abs(n_i.frames * c_i.sample_rate - c_i.frames * n_i.sample_rate)
+        if n_i.sample_rate and c_i.sample_rate and gap > max(n_i.sample_rate, c_i.sample_rate):
+            n_s = _datacheck_seconds(n_i.frames, n_i.sample_rate)
+            c_s = _datacheck_seconds(c_i.frames, c_i.sample_rate)
+            if n_s == c_s:  # under a millisecond apart: the seconds alone would read equal
+                n_s += f" ({n_i.frames} samples at {n_i.sample_rate} Hz)"
+                c_s += f" ({c_i.frames} samples at {c_i.sample_rate} Hz)"
             issues.append(
                 DataIssue(
                     pair_name, "length_mismatch",
-                    f"noisy {n_len / sample_rate:.3f} s but clean {c_len / sample_rate:.3f} s: "
-                    f"crops use the first {usable / sample_rate:.3f} s",
+                    f"noisy {n_s} but clean {c_s}: crops use the first {usable / sample_rate:.3f} s",
                     "trim",
                 )
             )
@@ -270,24 +308,36 @@ def check_pairs(
         kept.append((noisy, clean, usable))
         kept_infos.append((n_i, c_i))
 
-    # Non-finite samples: only float files can hold them, so exactly those are decoded (whole).
+    # Decoded whole: every clean reference (a silent one cannot be scored by PESQ and teaches
+    # the model to output silence) and every float noisy file (only float files can hold
+    # NaN/Inf, so integer PCM noisy files are not decoded).
     dropped: set[int] = set()
-    float_checked = 0
+    float_checked = clean_scanned = 0
     for k, ((noisy, clean, _), infos_k) in enumerate(zip(kept, kept_infos, strict=True)):
-        for path, info in zip((noisy, clean), infos_k, strict=True):
-            if info.subtype not in AUDIO_FLOAT_SUBTYPES:
+        for role, path, info in zip(("noisy", "clean"), (noisy, clean), infos_k, strict=True):
+            is_float = info.subtype in AUDIO_FLOAT_SUBTYPES
+            if role == "noisy" and not is_float:
                 continue
-            float_checked += 1
+            float_checked += is_float
+            clean_scanned += role == "clean"
             try:
-                bad_count = _datacheck_nonfinite(path, info)
+                bad_count, rms = _datacheck_scan(path, info)
             except AudioReadError as e:
                 issues.append(DataIssue(_datacheck_name(path), "unreadable", f"unreadable ({e.reason})", "skip"))
                 dropped.add(k)
-                continue
+                break
             if bad_count:
                 issues.append(
                     DataIssue(_datacheck_name(path), "non_finite",
                               f"{bad_count} non-finite samples ({info.subtype} wav)", "skip")
+                )
+                dropped.add(k)
+            elif role == "clean" and _datacheck_dbfs(rms) < silence_dbfs:
+                level = "digital silence" if rms == 0 else f"RMS {_datacheck_dbfs(rms):.1f} dBFS"
+                issues.append(
+                    DataIssue(_datacheck_name(path), "silent_reference",
+                              f"clean reference is {level} (below {silence_dbfs:g} dBFS): PESQ "
+                              f"cannot score it and it teaches the model to output silence", "skip")
                 )
                 dropped.add(k)
 
@@ -404,4 +454,5 @@ def check_pairs(
         low_corr_files=low_corr,
         max_low_corr_fraction=max_low_corr_fraction,
         float_files_checked=float_checked,
+        clean_files_scanned=clean_scanned,
     )

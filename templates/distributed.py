@@ -26,6 +26,10 @@ import torch.multiprocessing as torch_mp
 from compat.torch_compat import cuda_device_count
 
 
+class TrainingWorkerError(RuntimeError):
+    """A forked training worker raised or died; the message holds its traceback or exit code."""
+
+
 def visible_gpu_count() -> int:
     """CUDA devices torch can see (0 without CUDA); does not initialise CUDA (see
     `cuda_device_count`: `torch.cuda.is_available()` would poison the DDP fork)."""
@@ -95,11 +99,21 @@ def launch_training(fn, cfg=None, *, num_processes=None, backend=None, args=()):
     with tempfile.TemporaryDirectory(prefix="launch_training_") as tmp:
         result_path = Path(tmp) / "rank0.pkl"
         print(f"launch_training: {n} processes ({backend})", flush=True)
-        torch_mp.start_processes(
-            _dist_worker,
-            args=(n, backend, port, fn, tuple(args), str(result_path), threads),
-            nprocs=n, join=True, start_method="fork",
-        )
+        try:
+            torch_mp.start_processes(
+                _dist_worker,
+                args=(n, backend, port, fn, tuple(args), str(result_path), threads),
+                nprocs=n, join=True, start_method="fork",
+            )
+        except (torch_mp.ProcessRaisedException, torch_mp.ProcessExitedException) as exc:
+            # start_processes terminates the other workers (a rank waiting in a collective for
+            # the dead one would hang forever) and raises with the worker's traceback.
+            raise TrainingWorkerError(
+                f"training worker (rank {exc.error_index}) failed, the run ends here:\n{exc}\n"
+                f"(A rank waiting for a dead one fails too, e.g. with a closed connection: the "
+                f"first cause may be another rank's.) If the multi-GPU path misbehaves on this "
+                f"machine, set GPUS = 1 (trains in-process on one GPU)"
+            ) from exc
         if not result_path.exists():
             raise RuntimeError("launch_training: rank 0 finished without returning a result")
         with open(result_path, "rb") as fh:

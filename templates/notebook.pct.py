@@ -50,12 +50,14 @@ print("installed:", ", ".join(installed) if installed else "nothing, all present
 #
 # Versions, the GPU and whether this PyTorch has kernels for it. Fails here, in seconds, rather
 # than at the first CUDA call after the data is prepared, should Kaggle ever hand this image a GPU
-# older than its torch supports. (Kaggle retired the P100, sm_60: a P100 request runs on T4 x2.)
+# older than its torch supports (Kaggle retired the P100, sm_60: a P100 request runs on T4 x2),
+# and when a full run got no GPU at all (unless `ALLOW_CPU = True`).
 
 # %%
 # In a forked child: this kernel must not initialise CUDA before training forks its GPU workers.
 print(format_environment(run_without_cuda_init(environment_report, WORK_DIR)))
 print(run_without_cuda_init(check_gpu_supported))
+print(require_gpu(smoke=SMOKE, allow_cpu=ALLOW_CPU))  # a full run without a GPU stops here
 
 # %% [markdown] section=config
 # ## Configuration
@@ -70,16 +72,19 @@ cfg = RunConfig(
     batch_size=BATCH_SIZE, lr=LR, crop_seconds=CROP_SECONDS, seed=SEED, max_steps=MAX_STEPS,
     smoke=SMOKE, num_workers=NUM_WORKERS, eval_mode=EVAL_MODE, max_test_files=MAX_TEST_FILES,
     warmup_epochs=WARMUP_EPOCHS, patience=PATIENCE, loss=LOSS, scratch_dir=SCRATCH_DIR,
-    dataset=DATASET,
+    time_budget_hours=TIME_BUDGET_HOURS, allow_cpu=ALLOW_CPU, gpus=GPUS, dataset=DATASET,
+    resume_from=RESUME_FROM,
 )
 print(cfg)
 
 # %% [markdown] section=data
 # ## Data: discovery, extraction, pairing and checks
 #
-# The dataset is found by walking `DATA_DIR` (mount paths change), `.7z` archives are extracted
-# into the working directory, noisy and clean files are paired by name and checked: sample rate,
-# channels, durations from the headers, and the noisy/clean correlation of aligned crops.
+# The dataset is found by walking `DATA_DIR` (mount paths change); `.7z` archives are extracted
+# into `SCRATCH_DIR` (the system temp folder when None), never into `WORK_DIR`, which Kaggle saves
+# as the output. Noisy and clean files are paired by name and checked: sample rate, channels,
+# durations from the headers, silent clean references, and the noisy/clean correlation of
+# aligned crops.
 # Training crops take ONE offset for the noisy and the clean file.
 
 # %% include=templates.data
@@ -164,5 +169,4 @@ print(json.dumps(summary["metrics"], indent=2))
 # %% include=templates.export
 
 # %%
-summary["export"] = export_artifacts(model, cfg.work_dir, sample_rate=cfg.sample_rate)
-write_summary(summary, Path(cfg.work_dir) / f"{cfg.model}_summary.json")
+summary = finish_summary(cfg, summary, export_artifacts(model, cfg.work_dir, sample_rate=cfg.sample_rate))

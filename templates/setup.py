@@ -9,6 +9,11 @@ import importlib
 import importlib.util
 import subprocess
 import sys
+import time
+
+# The notebook's clock: this is the first module a notebook runs, so the time budget
+# (RunConfig.time_budget_hours) counts from here.
+NOTEBOOK_STARTED_AT = time.time()
 
 # import name -> pip requirement, pinned to the versions the tests ran with
 NOTEBOOK_REQUIREMENTS = {

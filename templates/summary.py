@@ -70,6 +70,12 @@ def build_summary(*, cfg, model, train_result, eval_result, extra=None) -> dict:
         "best_val_loss": train_result.best_val,
         "train_seconds": round(float(train_result.train_seconds), 1),
         "stopped_early": bool(train_result.stopped_early),
+        # why training ended: "epochs", "early_stop" or "time_budget" (last.pth kept to resume)
+        "stopped_by": getattr(train_result, "stopped_by", "epochs"),
+        "epochs_this_session": int(getattr(train_result, "epochs_this_session",
+                                           train_result.epochs_run)),
+        "resumed_from_epoch": int(getattr(train_result, "resumed_from_epoch", 0)),
+        "time_budget_hours": getattr(cfg, "time_budget_hours", None),
         "n_test": len(table.rows),
         "n_skipped": len(table.skipped),
         "skipped": [{"name": n, "reason": r} for n, r in table.skipped],

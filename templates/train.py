@@ -14,6 +14,13 @@ Warmup: ``cfg.warmup_epochs`` when it is > 0, otherwise the model's ``default_wa
 (DPT: 3, CRN: 0). The learning rate rises linearly per optimiser step from ``lr/steps`` to
 ``cfg.lr`` over the warmup epochs; the plateau scheduler starts after warmup.
 
+Time budget: with a ``TimeBudget`` (``cfg.time_budget_hours``; Kaggle ends a GPU session at
+12 h), before each epoch the run checks that the longest epoch so far (this session's, else the
+last one of the run it resumed) plus the reserve for evaluation and export (estimated from this
+run's validation speed and a timed scoring of one test file) still fits before the deadline; if
+not, it stops with ``stopped_by="time_budget"``, keeping ``last.pth`` for the next version. The
+first epoch of a run that has none always trains (there would be nothing to evaluate).
+
 Distributed: when ``torch.distributed`` is initialised (``templates.distributed``), the model is
 wrapped in DDP, the train and validation losses are averaged over all ranks (validation per
 item, on rank 0's weights and buffers, so the shards may be uneven), and only the main process
@@ -56,6 +63,45 @@ class TrainingDivergedError(FloatingPointError):
     """The training or validation loss became NaN/inf."""
 
 
+STOPPED_BY = ("epochs", "early_stop", "time_budget")
+# ONNX export, INT8 quantisation and the CPU latency table after evaluation: about a minute on a
+# 2-core CPU for these models; five minutes of headroom (they cannot be timed before they run).
+EXPORT_RESERVE_SECONDS = 300.0
+# Evaluation estimate = this many times the timed per-file cost: the timings are from a few
+# items, and running past Kaggle's 12 h loses the evaluation, the export and the summary.
+EVAL_RESERVE_FACTOR = 1.5
+
+
+@dataclass
+class TimeBudget:
+    """The wall-clock deadline of a whole notebook run and what must still fit after training.
+
+    ``deadline``: ``time.time()`` by which everything must be written. ``eval_items``: test files
+    evaluated after training; ``eval_length_ratio``: their length over the training crop's (an
+    item costs that many validation items); ``score_seconds_per_item``: PESQ+STOI time of one
+    test file, timed by the pipeline; ``export_seconds``: the reserve for the export section.
+    """
+
+    deadline: float
+    hours: float = 0.0
+    eval_items: int = 0
+    eval_length_ratio: float = 1.0
+    score_seconds_per_item: float = 0.0
+    export_seconds: float = EXPORT_RESERVE_SECONDS
+
+    @classmethod
+    def from_hours(cls, hours: float, started_at: float, **kw) -> "TimeBudget":
+        return cls(deadline=started_at + hours * 3600.0, hours=hours, **kw)
+
+    def reserve_seconds(self, val_seconds_per_item: float) -> float:
+        """Seconds that evaluation and export need after the last epoch."""
+        per_item = val_seconds_per_item * self.eval_length_ratio + self.score_seconds_per_item
+        return EVAL_RESERVE_FACTOR * self.eval_items * per_item + self.export_seconds
+
+    def remaining(self, now: float | None = None) -> float:
+        return self.deadline - (time.time() if now is None else now)
+
+
 @dataclass
 class TrainResult:
     """What a training run produced. ``history``: one dict per epoch (``HISTORY_FIELDS``)."""
@@ -67,6 +113,9 @@ class TrainResult:
     train_seconds: float = 0.0
     stopped_early: bool = False
     best_path: str | None = None  # <model>_best.pth, None when no epoch improved
+    stopped_by: str = "epochs"  # one of STOPPED_BY
+    epochs_this_session: int = 0  # epochs trained by this call (history counts every version)
+    resumed_from_epoch: int = 0  # epoch of the last.pth this run continued (0: a fresh run)
 
 
 def resolve_warmup_epochs(cfg, model: nn.Module) -> int:
@@ -207,6 +256,34 @@ def _train_check_resumable(path: Path, ckpt: dict, config: dict) -> None:
         )
 
 
+def _train_agree(flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is True on any (a stop decision all ranks must share)."""
+    is_dist, world = _train_distributed()
+    if not is_dist or world == 1:
+        return bool(flag)
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def _train_budget_stop(budget, history, session_seconds, val_per_item, epoch, device, is_main):
+    """Whether epoch ``epoch`` would end too late for evaluation and export; prints why."""
+    if budget is None or not history:
+        return False  # no epoch yet anywhere: train one, there is nothing to evaluate otherwise
+    epoch_seconds = max(session_seconds) if session_seconds else float(history[-1]["seconds"])
+    if val_per_item is None:
+        val_per_item = float(history[-1].get("val_seconds_per_item") or 0.0)
+    reserve = budget.reserve_seconds(val_per_item)
+    remaining = budget.remaining()
+    stop = _train_agree(epoch_seconds + reserve > remaining, device)
+    if stop and is_main:
+        print(f"time budget: stopping before Ep{epoch:02d}: it would take about "
+              f"{epoch_seconds / 60:.1f} min and evaluation + export about {reserve / 60:.1f} min, "
+              f"but {max(remaining, 0) / 60:.1f} min of the {budget.hours:g} h budget are left; "
+              f"last.pth is kept (continue it with --resume-from)", flush=True)
+    return stop
+
+
 def _train_steps_per_epoch(loader, max_steps) -> int:
     try:
         n = len(loader)
@@ -225,12 +302,14 @@ def train_model(
     *,
     work_dir=None,
     is_main: bool = True,
+    budget: TimeBudget | None = None,
 ) -> TrainResult:
     """Train ``model`` on batches ``(noisy (B,T), clean (B,T))``; return a ``TrainResult``.
 
     ``loss_fn(est (B,T), clean (B,T)) -> scalar``. ``work_dir`` defaults to ``cfg.work_dir``;
     files are written only when ``is_main``. ``model`` is moved to ``device`` (and wrapped in DDP
     when torch.distributed is initialised); the caller's object holds the final weights.
+    ``budget``: stop before an epoch that would leave no time for evaluation and export.
     """
     device = torch.device(device)
     work = Path(work_dir if work_dir is not None else cfg.work_dir)
@@ -259,6 +338,7 @@ def train_model(
 
     history: list = []
     best_val, best_epoch, bad_epochs, start_epoch = math.inf, 0, 0, 1
+    resumed_from_epoch = 0
     train_seconds = 0.0
     last_path = work / "last.pth"
     best_path = work / best_checkpoint_name(cfg.model)
@@ -275,6 +355,7 @@ def train_model(
         bad_epochs = int(ckpt.get("bad_epochs", 0))
         train_seconds = float(ckpt.get("train_seconds", 0.0))
         start_epoch = int(ckpt["epoch"]) + 1
+        resumed_from_epoch = int(ckpt["epoch"])
         if "rng" in ckpt:
             _train_set_rng_state(ckpt["rng"])
         if is_main:
@@ -284,8 +365,15 @@ def train_model(
                       f"{cfg.epochs}; nothing to train (raise epochs to continue it)")
 
     stopped_early = bad_epochs >= cfg.patience and start_epoch > 1
+    stopped_by = "early_stop" if stopped_early else "epochs"
+    session_seconds: list = []  # epoch durations of this call
+    val_per_item = None  # validation seconds per item, this call
     for epoch in range(start_epoch, cfg.epochs + 1):
         if stopped_early:
+            break
+        if _train_budget_stop(budget, history, session_seconds, val_per_item, epoch, device,
+                              is_main):
+            stopped_by = "time_budget"
             break
         t0 = time.perf_counter()
         _train_start_epoch_data(train_loader, epoch, cfg.seed)
@@ -329,7 +417,10 @@ def train_model(
         # broadcast buffers, a collective that hangs when the shards have unequal batch counts;
         # this way validation shards may be uneven (every item once, none repeated).
         _train_sync_buffers(bare)
+        t_val = time.perf_counter()
         val_loss = evaluate_loss(bare, val_loader, loss_fn, device, max_steps=cfg.max_steps)
+        val_items = _train_loader_items(val_loader, cfg.max_steps)
+        val_per_item = (time.perf_counter() - t_val) / max(val_items, 1)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDivergedError(
                 f"epoch {epoch}: loss is not finite (train {train_loss}, val {val_loss}); "
@@ -346,9 +437,11 @@ def train_model(
             bad_epochs += 1
         seconds = time.perf_counter() - t0
         train_seconds += seconds
+        session_seconds.append(seconds)
         row = {
             "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr_now,
             "seconds": round(seconds, 3), "saved": bool(improved),
+            "val_seconds_per_item": val_per_item,  # checkpoint only (the time budget's estimate)
         }
         history.append(row)
         if is_main:
@@ -371,6 +464,7 @@ def train_model(
             print(format_epoch_line(row, warmup=in_warmup, lr_dropped=lr_now < lr_before and not in_warmup), flush=True)
         if bad_epochs >= cfg.patience:
             stopped_early = True
+            stopped_by = "early_stop"
             if is_main:
                 print(f"early stop: no improvement in {cfg.patience} epochs (best Ep{best_epoch:02d})")
             break
@@ -379,8 +473,22 @@ def train_model(
     return TrainResult(
         history=history, best_epoch=best_epoch, best_val=best_val, epochs_run=len(history),
         train_seconds=train_seconds, stopped_early=stopped_early,
-        best_path=str(best_path) if best_epoch else None,
+        best_path=str(best_path) if best_epoch else None, stopped_by=stopped_by,
+        epochs_this_session=len(session_seconds), resumed_from_epoch=resumed_from_epoch,
     )
+
+
+def _train_loader_items(loader, max_steps=None) -> int:
+    """Items one pass over ``loader`` yields (at most ``max_steps`` batches); 0 when unknown."""
+    try:
+        n_batches = len(loader)
+        n_items = len(loader.dataset)
+    except (TypeError, AttributeError):
+        return 0
+    batch = getattr(loader, "batch_size", None) or 1
+    if max_steps:
+        return min(n_items, max_steps * batch)
+    return n_items if n_batches else 0
 
 
 @torch.no_grad()

@@ -143,8 +143,7 @@ BUILDER_CASES = [
                          ids=[c[0] for c in BUILDER_CASES])
 def test_builder_bad_input(case, argv, code, culprits, files, tmp_path, capsys, monkeypatch,
                            repo_before):
-    from builders import dpt
-    from builders import validate
+    from builders import dpt, validate
 
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle"))

@@ -339,3 +339,62 @@ def test_status_wait_passes_interval_timeout_and_version(monkeypatch):
                      "--version", "3"]) == 0
     assert seen == {"ref": "alice/dpt-v3-aligned-speech-enhancement", "wait": True, "interval": 5.0,
                     "timeout": 60.0, "version": 3}
+
+
+def _capture_push(monkeypatch):
+    from smoke import run as smoke_run
+
+    calls = {}
+    fake = types.ModuleType("builders.kaggle_ops")
+    fake.KaggleCredentialsError = type("KaggleCredentialsError", (RuntimeError,), {})
+    fake.KaggleRequestError = type("KaggleRequestError", (RuntimeError,), {})
+
+    def push_notebook(folder, *, runs_dir, params, accelerator, force=False):
+        calls["meta"] = json.loads((folder / "kernel-metadata.json").read_text())
+        return "pushed"
+
+    fake.push_notebook = push_notebook
+    fake.check_credentials = lambda *a, **k: []
+    monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
+    monkeypatch.setattr(builders, "kaggle_ops", fake, raising=False)
+    monkeypatch.setattr(smoke_run, "run_smoke", lambda *a, **k: smoke_run.SmokeReport(
+        [smoke_run.CheckResult("crn", "x", True, 0.0, "")]))
+    return calls
+
+
+def test_push_resume_from_n_mounts_that_versions_output(tmp_path, monkeypatch, capsys):
+    calls = _capture_push(monkeypatch)
+    out = tmp_path / "p"
+    assert crn.main(["--out", str(out), "--user", "bob", "--push", "--resume-from", "4"]) == 0
+    slug = crn.SPEC.slug
+    assert calls["meta"]["kernel_sources"] == [f"bob/{slug}/4"]
+    assert f"RESUME_FROM = 'bob/{slug}/4'" in (out / "crn.ipynb").read_text()
+    assert f"bob/{slug}/4" in capsys.readouterr().out  # describe_push names the mounted output
+
+
+def test_push_resume_from_latest_reads_the_ledger(tmp_path, monkeypatch, capsys):
+    from builders.ledger import append_record
+
+    calls = _capture_push(monkeypatch)
+    runs = tmp_path / "runs"
+    monkeypatch.setattr("builders.cli.RUNS_DIR", runs)
+    out = tmp_path / "p"
+    ref = f"bob/{crn.SPEC.slug}"
+    assert crn.main(["--out", str(out), "--user", "bob", "--push", "--resume-from", "latest"]) == 2
+    assert "has no push of" in capsys.readouterr().err and "meta" not in calls
+    append_record(runs, {"event": "push", "ref": ref, "version": 5})
+    assert crn.main(["--out", str(out), "--user", "bob", "--push", "--resume-from", "latest"]) == 0
+    assert calls["meta"]["kernel_sources"] == [f"{ref}/5"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--resume-from", "3"], "goes with --push"),
+    (["--push", "--resume-from", "three"], "give a version number or 'latest'"),
+    (["--push", "--resume-from", "0"], "a number >= 1"),
+])
+def test_bad_resume_from_is_refused_before_anything(tmp_path, monkeypatch, capsys, argv, message):
+    calls = _capture_push(monkeypatch)
+    out = tmp_path / "p"
+    assert crn.main(["--out", str(out), "--user", "bob", *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and "meta" not in calls

@@ -197,3 +197,48 @@ def test_noisy_folder_holding_the_clean_files_is_refused(tmp_path):
     with pytest.raises(DataError, match="identical"):
         r.raise_if_refused()
     assert _check(make_pairs(tmp_path / "ok", n=5)).ok  # real noisy files are not identical
+
+
+@pytest.mark.parametrize("level", [0.0, 1e-5])  # digital silence; dither at -100 dBFS
+def test_silent_clean_reference_is_a_named_defect_and_skipped(tmp_path, level):
+    root = make_pairs(tmp_path, n=10)
+    quiet = level * np.random.default_rng(1).standard_normal(2 * SR).astype(np.float32)
+    sf.write(str(root / "y_train" / "0005.wav"), quiet, SR, subtype="FLOAT")
+    r = _check(root, n_corr=10)
+    (issue,) = [i for i in r.issues if i.kind == "silent_reference"]
+    assert issue.file == "y_train/0005.wav" and issue.action == "skip"
+    assert ("digital silence" if level == 0 else "RMS -10") in issue.detail
+    assert "PESQ cannot score it" in issue.detail
+    assert len(r.usable_pairs) == 9 and all(n.name != "0005.wav" for n, _ in r.usable_pairs)
+    assert r.ok and r.clean_files_scanned == 10
+    assert "silence scan: 10 clean references decoded, 1 silent" in r.format()
+
+
+def test_quiet_but_real_speech_is_not_silent(tmp_path):
+    root = make_pairs(tmp_path, n=4)
+    x, _ = sf.read(str(root / "y_train" / "0001.wav"), dtype="float32")
+    sf.write(str(root / "y_train" / "0001.wav"), x * 0.05, SR, subtype="PCM_16")  # about -48 dBFS
+    r = _check(root)
+    assert not [i for i in r.issues if i.kind == "silent_reference"] and len(r.usable_pairs) == 4
+
+
+def test_resampled_pair_of_equal_duration_is_no_length_mismatch(tmp_path):
+    """10.110 s at 44.1 kHz next to 10.110 s at 16 kHz: no 'noisy 10.110 s but clean 10.110 s'."""
+    root = make_pairs(tmp_path, n=4, seconds=10.11)
+    rng = np.random.default_rng(3)
+    n44 = int(round(10.11 * 44100)) + 1  # one source sample more: rounds up at 16 kHz
+    sf.write(str(root / "train" / "0002.wav"), 0.1 * rng.standard_normal(n44).astype(np.float32),
+             44100, subtype="PCM_16")
+    r = _check(root, n_corr=0)
+    assert ("train/0002.wav", "pair_rate", "resample") in _kinds(r)
+    assert not [i for i in r.issues if i.kind == "length_mismatch"], r.problems
+
+
+def test_sub_millisecond_length_mismatch_names_the_samples(tmp_path):
+    root = make_pairs(tmp_path, n=4)
+    x, _ = sf.read(str(root / "y_train" / "0001.wav"), dtype="float32")
+    sf.write(str(root / "y_train" / "0001.wav"), x[:-5], SR, subtype="PCM_16")  # 5 samples short
+    r = _check(root)
+    (issue,) = [i for i in r.issues if i.kind == "length_mismatch"]
+    assert ("noisy 2.000 s (32000 samples at 16000 Hz) but clean 2.000 s "
+            "(31995 samples at 16000 Hz)") in issue.detail

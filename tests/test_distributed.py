@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 import templates.train as train_mod
 from templates.config import RunConfig
-from templates.distributed import is_main_process, launch_training
+from templates.distributed import TrainingWorkerError, is_main_process, launch_training
 from templates.train import train_model
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fork start method")
@@ -151,3 +151,36 @@ def test_validation_over_uneven_shards_is_the_mean_over_every_item_of_rank0s_mod
     with torch.no_grad():
         expected = float(_l1(model(val.noisy), val.clean))  # all 7 items, each once
     assert res.history[0]["val_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def _waits_for_a_dead_peer(rank, world, how):
+    """Rank 1 fails while rank 0 waits for it in a collective (a barrier)."""
+    import torch.distributed as dist_
+
+    if rank == 1:
+        if how == "raise":
+            raise RuntimeError("CUDA out of memory in rank 1 (simulated)")
+        os._exit(9)  # killed: the out-of-memory killer, a segfault in a kernel
+    dist_.barrier()
+    return "rank 0 should never get here"
+
+
+@pytest.mark.parametrize("how", ["raise", "exit"])
+def test_a_dead_worker_ends_the_run_with_its_traceback_not_a_hang(how):
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(TrainingWorkerError) as info:
+        launch_training(_waits_for_a_dead_peer, None, num_processes=2, backend="gloo",
+                        args=(how,))
+    message = str(info.value)
+    # Rank 0, waiting in the barrier, may fail on the closed connection before the parent sees
+    # rank 1's failure: either is reported, with its traceback or exit code, and the run ends.
+    assert "training worker (rank " in message and "GPUS = 1" in message
+    if "rank 1" in message.split("\n", 1)[0]:
+        expected = ("CUDA out of memory in rank 1 (simulated)" if how == "raise"
+                    else "terminated with exit code 9")
+        assert expected in message
+    else:
+        assert "Traceback" in message
+    assert time.monotonic() - t0 < 120  # ended, not hung in the barrier

@@ -901,3 +901,17 @@ def test_builder_cli_logs(fake, capsys):
     assert dpt.main(["--logs", "--version", "1"]) == 0
     assert capsys.readouterr().out.splitlines() == LOG
     assert fake.calls("ListKernelSessionOutput")[-1]["versionLabel"] == "v1"
+
+
+def test_push_resuming_an_earlier_version_sends_it_as_a_kernel_source(fake, tmp_path, runs):
+    """--resume-from N: the official client sends owner/slug/N as a kernel data source, and the
+    ledger's push record links the new version to the one it continues."""
+    folder = make_push_folder(tmp_path, kernel_sources=[f"{REF}/1"])
+    first = push_notebook(folder, runs_dir=runs, params={}, accelerator="")
+    assert fake.violations == []
+    (body,) = fake.calls("SaveKernel")
+    assert body["kernelDataSources"] == [f"{REF}/1"]
+    assert first["resumes"] == {"ref": REF, "version": 1}
+    plain = push_notebook(make_push_folder(tmp_path / "b"), runs_dir=runs, params={}, accelerator="")
+    assert plain["resumes"] is None
+    assert ledger.latest_version(runs, REF) == plain["version"]

@@ -89,3 +89,25 @@ def test_git_state_ignores_the_runs_folder_it_is_told_to(tmp_path):
     assert ledger.git_state(repo, exclude=[tmp_path / "elsewhere"])[1] is True
     (repo / "f.txt").write_text("two")
     assert ledger.git_state(repo, exclude=[repo / "runs"])[1] is True
+
+
+def test_resume_link_names_the_kernels_own_earlier_version():
+    from builders.ledger import resume_link
+
+    meta = {"id": "bob/dpt-x", "kernel_sources": ["alice/other", "bob/dpt-x/7"]}
+    assert resume_link(meta) == {"ref": "bob/dpt-x", "version": 7}
+    assert resume_link({"id": "bob/dpt-x", "kernel_sources": ["bob/dpt-x"]}) == {
+        "ref": "bob/dpt-x", "version": None}
+    assert resume_link({"id": "bob/dpt-x", "kernel_sources": ["alice/other"]}) is None
+    assert resume_link({"id": "bob/dpt-x"}) is None
+
+
+def test_latest_version_is_the_last_numbered_push(tmp_path):
+    from builders.ledger import append_record, latest_version
+
+    assert latest_version(tmp_path, "bob/k") is None
+    append_record(tmp_path, {"event": "push", "ref": "bob/k", "version": 3})
+    append_record(tmp_path, {"event": "fetch", "ref": "bob/k", "version": 9})
+    append_record(tmp_path, {"event": "push", "ref": "bob/other", "version": 8})
+    append_record(tmp_path, {"event": "push", "ref": "bob/k", "version": None})
+    assert latest_version(tmp_path, "bob/k") == 3

@@ -121,14 +121,16 @@ def test_nan_in_float_wav_outside_the_correlation_sample_is_skipped(tmp_path, mo
     assert victim not in names and inf_victim not in names and clean_float in names
     assert len(r.usable_pairs) == 8 and r.float_files_checked == 3
     assert "3 float files decoded" in r.format() and "2 with NaN/Inf skipped" in r.format()
-    # Integer PCM files are decoded only for the correlation crops, never scanned whole.
+    # Integer PCM noisy files are decoded only for the correlation crops, never scanned whole;
+    # every clean reference is scanned whole for silence (and read again if sampled).
     floats = {f"y_train/{victim}", f"train/{inf_victim}", f"y_train/{clean_float}"}
-    corr_reads = {f"train/{f.split('/')[1]}" for f in r.correlation_files} | {
-        f"y_train/{f.split('/')[1]}" for f in r.correlation_files
-    }
-    assert set(reads) <= floats | corr_reads
+    corr_noisy = {f"train/{f.split('/')[1]}" for f in r.correlation_files}
+    noisy_reads = [x for x in reads if x.startswith("train/")]
+    assert set(noisy_reads) <= {f"train/{inf_victim}"} | corr_noisy
     assert floats <= set(reads)
-    assert sum(1 for x in reads if x not in floats) == 2 * len(r.correlation_files)
+    assert sum(1 for x in noisy_reads if x not in floats) == len(r.correlation_files)
+    assert {x for x in reads if x.startswith("y_train/")} == {f"y_train/{i:04d}.wav" for i in range(10)}
+    assert r.clean_files_scanned == 10
 
 
 def test_float_file_that_fails_to_decode_is_named_and_skipped(tmp_path, monkeypatch):

@@ -505,3 +505,17 @@ def test_gpu_count_survives_a_cuda_build_without_driver(fake):
     ft.cuda.device_count = no_driver
     assert tc.cuda_device_count() == 0
     assert tc.check_gpu_supported() == "cpu (no GPU visible)"
+
+
+def test_require_gpu_refuses_a_full_cpu_run_naming_the_causes():
+    from compat.torch_compat import NoGPUError, require_gpu
+
+    with pytest.raises(NoGPUError) as info:
+        require_gpu(smoke=False, allow_cpu=False, count=0)
+    message = str(info.value)
+    for cause in ("accelerator is off", "GPU quota", "phone-verified", "retired accelerator"):
+        assert cause in message
+    assert "ALLOW_CPU = True" in message
+    assert "ALLOW_CPU=True" in require_gpu(allow_cpu=True, count=0)
+    assert "smoke run" in require_gpu(smoke=True, count=0)
+    assert require_gpu(count=2) == "GPU check: 2 CUDA device(s)"
