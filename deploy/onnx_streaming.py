@@ -90,6 +90,7 @@ class OnnxStepModel:
     def __init__(self, model: nn.Module, step_path, threads: int = 1) -> None:
         self.front_end = model.front_end
         self.n_freq = model.n_freq
+        self.masker_input = model.masker_input  # (B, F, N) spectrum -> the step's features
         self._init_leaves = [t.numpy() for t in StepGraph(model).leaves]
         self.session = onnx_session(step_path, threads)
         self._state_names = [f"state_in_{i}" for i in range(len(self._init_leaves))]

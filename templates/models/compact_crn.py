@@ -171,7 +171,7 @@ class CompactCRN(MaskingModel):
         time_kernel: depthwise conv kernel along time.
         n_dual_path: dual-path blocks.
         groups: groups of the grouped 1x1 convs and GRUs.
-        n_fft, hop, compress: see `MaskingModel`.
+        n_fft, hop, compress: see `MaskingModel`; `output` is "mask" only.
     """
 
     #: the low bins kept one by one; the rest are merged into as many ERB bands as this
@@ -179,8 +179,11 @@ class CompactCRN(MaskingModel):
 
     def __init__(self, channels: int = 40, dilations: tuple[int, ...] = (1, 2),
                  time_kernel: int = 3, n_dual_path: int = 2, groups: int = 2, n_fft: int = 512,
-                 hop: int = 256, compress: str = "power") -> None:
-        super().__init__(n_fft=n_fft, hop=hop, compress=compress)
+                 hop: int = 256, compress: str = "power", output: str = "mask") -> None:
+        if output != "mask":  # the band mask is spread over bins: there is no band phase
+            raise ValueError(f"CompactCRN estimates a real band mask; output {output!r} is not "
+                             f"supported (use output='mask')")
+        super().__init__(n_fft=n_fft, hop=hop, compress=compress, output=output)
         dilations = tuple(int(d) for d in dilations)
         if channels % (2 * groups) or time_kernel < 1 or any(d < 1 for d in dilations):
             raise ValueError(f"CompactCRN: channels ({channels}) must divide by 2 * groups "
