@@ -13,16 +13,32 @@ from templates.models.crn_causal import CausalCRN
 from templates.models.registry import build_model
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    m = CausalCRN(channels=(4, 8, 8), hidden=16, time_kernel=2)
+def _warmed(m):
     # Non-trivial BatchNorm statistics, so eval-mode normalisation is exercised.
     m.train()
     with torch.no_grad():
         for _ in range(3):
             m(torch.randn(2, 4000))
     return m.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return _warmed(CausalCRN(channels=(4, 8, 8), hidden=16, time_kernel=2))
+
+
+# Every causal model must keep these promises; small widths keep the tests fast.
+CAUSAL_MODELS = {
+    "crn_causal": {"channels": (4, 8, 8), "hidden": 16, "time_kernel": 2},
+    "compact_crn": {"channels": 8, "dilations": (1, 2), "n_dual_path": 1},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CAUSAL_MODELS))
+def causal_model(request):
+    torch.manual_seed(0)
+    return _warmed(build_model(request.param, **CAUSAL_MODELS[request.param]))
 
 
 def test_registered_and_rebuilds_from_config(model):
@@ -33,22 +49,22 @@ def test_registered_and_rebuilds_from_config(model):
         torch.testing.assert_close(m2.eval()(x), model(x))
 
 
-def test_masker_is_causal(model):
+def test_masker_is_causal(causal_model):
     mag = torch.rand(1, 1, 257, 30)
     changed = mag.clone()
     changed[..., 17:] = torch.rand(1, 1, 257, 13) * 5
     with torch.no_grad():
-        a, b = model.masker(mag), model.masker(changed)
+        a, b = causal_model.masker(mag), causal_model.masker(changed)
     torch.testing.assert_close(a[..., :17], b[..., :17], rtol=0, atol=0)
     assert not torch.allclose(a[..., 17:], b[..., 17:])
 
 
-def test_changing_future_input_keeps_past_output(model):
+def test_changing_future_input_keeps_past_output(causal_model):
     x = torch.randn(1, 8000)
     y = x.clone()
     y[:, 5000:] = torch.randn(1, 3000)
     with torch.no_grad():
-        a, b = model(x), model(y)
+        a, b = causal_model(x), causal_model(y)
     # Output sample t depends on input up to t + 512 (window); earlier output is untouched.
     torch.testing.assert_close(a[:, : 5000 - 512], b[:, : 5000 - 512], rtol=0, atol=1e-6)
     assert (a[:, 5000:] - b[:, 5000:]).abs().max() > 1e-3
@@ -56,12 +72,12 @@ def test_changing_future_input_keeps_past_output(model):
 
 @pytest.mark.parametrize("length", [257, 385, 4096, 5000, 16123])
 @pytest.mark.parametrize("chunk", [256, 1, 100, 777])
-def test_stream_equals_whole_file(model, length, chunk):
+def test_stream_equals_whole_file(causal_model, length, chunk):
     torch.manual_seed(length)
     x = 0.3 * torch.randn(length)
     with torch.no_grad():
-        whole = model(x[None])[0]
-    streamed = stream_enhance(model, x, chunk)
+        whole = causal_model(x[None])[0]
+    streamed = stream_enhance(causal_model, x, chunk)
     assert streamed.shape == whole.shape
     assert (streamed - whole).abs().max() < 1e-4
 
