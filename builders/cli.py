@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builders.kaggle_credentials import PLACEHOLDER_USER, kaggle_username
+from builders import kaggle_credentials, kaggle_fetch, kaggle_logs, kaggle_push, kaggle_status
+from builders.kaggle_credentials import PLACEHOLDER_USER, KaggleCredentialsError, kaggle_username
+from builders.kaggle_transport import KaggleRequestError
 from builders.metadata import (
     DEFAULT_ACCELERATOR,
     GPU_SHAPES,
@@ -235,14 +237,17 @@ def _resume_source(value: str, ref: str, *, push: bool) -> str:
 
 
 def _kaggle_call(fn) -> int:
-    from builders import kaggle_ops  # lazy: importing the kaggle client authenticates
+    """Run one Kaggle operation: exit 2 on a credentials problem, 1 on a failed request.
 
+    The operations are looked up on their modules at call time (``kaggle_push.push_notebook``),
+    so a test can replace one; none of them imports the kaggle client before it is called.
+    """
     try:
-        fn(kaggle_ops)
-    except kaggle_ops.KaggleCredentialsError as exc:
+        fn()
+    except KaggleCredentialsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except kaggle_ops.KaggleRequestError as exc:
+    except KaggleRequestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -279,17 +284,17 @@ def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
                       else "read the log of" if args.logs else "fetch")
             print(f"error: {_no_user_message(ref, action)}", file=sys.stderr)
             return 2
-        code = _kaggle_call(lambda ops: ops.check_credentials())  # no network, no kaggle import
+        code = _kaggle_call(lambda: kaggle_credentials.check_credentials())  # no network, no kaggle import
         if code:
             return code
     if args.status:
-        return _kaggle_call(lambda ops: ops.kernel_status(  # it echoes the states
+        return _kaggle_call(lambda: kaggle_status.kernel_status(  # it echoes the states
             ref, wait=args.wait, interval=args.interval, timeout=args.timeout, version=args.version))
     if args.fetch:
-        return _kaggle_call(lambda ops: print(
-            f"outputs in {ops.fetch_outputs(ref, runs_dir=RUNS_DIR, version=args.version)}"))
+        return _kaggle_call(lambda: print(
+            f"outputs in {kaggle_fetch.fetch_outputs(ref, runs_dir=RUNS_DIR, version=args.version)}"))
     if args.logs:
-        return _kaggle_call(lambda ops: ops.kernel_logs(ref, version=args.version, follow=args.follow))
+        return _kaggle_call(lambda: kaggle_logs.kernel_logs(ref, version=args.version, follow=args.follow))
     try:
         accelerator, note = resolve_accelerator(args.accelerator, force=args.force)
         image = docker_image_fields(args.pin_image, args.docker_image)
@@ -329,6 +334,6 @@ def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(describe_push(result))
-    return _kaggle_call(lambda ops: print(ops.push_notebook(
+    return _kaggle_call(lambda: print(kaggle_push.push_notebook(
         result.folder, runs_dir=RUNS_DIR, params=result.params, accelerator=accelerator,
         force=args.force)))

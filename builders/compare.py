@@ -2,7 +2,7 @@
 
     python builders/compare.py [--runs RUNS] [--out RUNS/comparison.md]   (RUNS: the repo's runs/)
 
-Reads every ``runs/<slug>/v<N>/`` folder (written by ``kaggle_ops.fetch_outputs``), finds its
+Reads every ``runs/<slug>/v<N>/`` folder (written by ``kaggle_fetch.fetch_outputs``), finds its
 ``<model>_summary.json`` (format: docs/interfaces.md "Summary JSON") and prints, and writes as
 markdown, one row per summary: model, kernel and version, enhanced PESQ/STOI/SI-SDR, their deltas
 against the noisy input, the noisy baseline, parameters, best epoch and training time. A run

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 
 import pytest
 
-import builders
-from builders import crn, dpt
-from builders.kaggle_credentials import PLACEHOLDER_USER, kaggle_username
+from builders import (
+    crn,
+    dpt,
+    kaggle_credentials,
+    kaggle_fetch,
+    kaggle_logs,
+    kaggle_push,
+    kaggle_status,
+)
+from builders.kaggle_credentials import PLACEHOLDER_USER, KaggleCredentialsError, kaggle_username
+from builders.kaggle_transport import KaggleRequestError
 from builders.metadata import GPU_SHAPES
 from builders.render import REPO_ROOT, build_notebook, notebook_text
 from builders.spec import ModelSpec, SpecError
@@ -165,9 +172,7 @@ def test_username_from_env_then_kaggle_json_then_placeholder(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the client reads ~/.config only on Linux")
 def test_one_credentials_lookup_finds_xdg_config_for_both_checks(tmp_path, monkeypatch):
     """kaggle 2.2.5 reads ~/.config/kaggle/kaggle.json when ~/.kaggle does not exist: the owner
-    lookup (metadata) and the credentials check (kaggle_ops) both find it."""
-    from builders import kaggle_credentials, kaggle_ops
-
+    lookup (metadata) and the credentials check both find it."""
     home = tmp_path / "home"
     (home / ".config" / "kaggle").mkdir(parents=True)
     path = home / ".config" / "kaggle" / "kaggle.json"
@@ -178,31 +183,35 @@ def test_one_credentials_lookup_finds_xdg_config_for_both_checks(tmp_path, monke
         monkeypatch.delenv(name, raising=False)
     assert kaggle_credentials.kaggle_json_path() == path
     assert kaggle_username() == "xdguser"
-    assert kaggle_ops.check_credentials() == ["xdg-secret-key-0123"]
+    assert kaggle_credentials.check_credentials() == ["xdg-secret-key-0123"]
     (home / ".kaggle").mkdir()  # once ~/.kaggle exists the client reads only that folder
     assert kaggle_username() == PLACEHOLDER_USER
-    with pytest.raises(kaggle_ops.KaggleCredentialsError):
-        kaggle_ops.check_credentials()
+    with pytest.raises(KaggleCredentialsError):
+        kaggle_credentials.check_credentials()
 
 
-def _fail_if_kaggle_ops_used(monkeypatch, credentials_ok: bool = True):
-    fake = types.ModuleType("builders.kaggle_ops")
-
+def _fake_kaggle(monkeypatch, **ops):
+    """Replace the Kaggle operations the CLI calls (on their own modules); one not given fails
+    the test when called. ``check_credentials`` answers "no secrets" unless given."""
     def boom(*a, **k):
-        raise AssertionError("kaggle_ops must not be called")
+        raise AssertionError("this Kaggle operation must not be called")
 
-    fake.push_notebook = fake.kernel_status = fake.fetch_outputs = boom
-    fake.KaggleCredentialsError = type("KaggleCredentialsError", (RuntimeError,), {})
-    fake.KaggleRequestError = type("KaggleRequestError", (RuntimeError,), {})
-    fake.check_credentials = (lambda *a, **k: []) if credentials_ok else boom
-    monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
-    # `from builders import kaggle_ops` prefers the package attribute once the real module was
-    # imported by an earlier test: replace both.
-    monkeypatch.setattr(builders, "kaggle_ops", fake, raising=False)
+    ops.setdefault("check_credentials", lambda *a, **k: [])
+    targets = {"check_credentials": kaggle_credentials, "kernel_status": kaggle_status,
+               "fetch_outputs": kaggle_fetch, "kernel_logs": kaggle_logs, "push_notebook": kaggle_push}
+    for name, module in targets.items():
+        monkeypatch.setattr(module, name, ops.get(name, boom))
+
+
+def _no_kaggle_operation(monkeypatch, credentials_ok: bool = True):
+    def boom(*a, **k):
+        raise AssertionError("no Kaggle operation may run here")
+
+    _fake_kaggle(monkeypatch, **({} if credentials_ok else {"check_credentials": boom}))
 
 
 def test_push_with_placeholder_user_is_refused_before_anything(tmp_path, monkeypatch, capsys):
-    _fail_if_kaggle_ops_used(monkeypatch, credentials_ok=False)
+    _no_kaggle_operation(monkeypatch, credentials_ok=False)
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "nothing"))
 
@@ -216,7 +225,7 @@ def test_push_with_placeholder_user_is_refused_before_anything(tmp_path, monkeyp
 
 
 def test_push_gate_refuses_when_a_smoke_check_fails(tmp_path, monkeypatch, capsys):
-    _fail_if_kaggle_ops_used(monkeypatch)
+    _no_kaggle_operation(monkeypatch)
     import smoke.checks as checks
 
     def failing_loss(ctx):
@@ -231,24 +240,16 @@ def test_push_gate_refuses_when_a_smoke_check_fails(tmp_path, monkeypatch, capsy
     assert "nothing was pushed" in err
 
 
-def test_push_passes_gate_then_calls_kaggle_ops(tmp_path, monkeypatch, capsys):
+def test_push_passes_gate_then_calls_push_notebook(tmp_path, monkeypatch, capsys):
     from smoke import run as smoke_run
 
     calls = {}
-    fake = types.ModuleType("builders.kaggle_ops")
-    fake.KaggleCredentialsError = type("KaggleCredentialsError", (RuntimeError,), {})
-    fake.KaggleRequestError = type("KaggleRequestError", (RuntimeError,), {})
 
     def push_notebook(folder, *, runs_dir, params, accelerator, force):
         calls.update(folder=folder, params=params, accelerator=accelerator, force=force)
-        raise fake.KaggleRequestError("server said 503")
+        raise KaggleRequestError("server said 503")
 
-    fake.push_notebook = push_notebook
-    fake.check_credentials = lambda *a, **k: []
-    monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
-    # `from builders import kaggle_ops` prefers the package attribute once the real module was
-    # imported by an earlier test: replace both.
-    monkeypatch.setattr(builders, "kaggle_ops", fake, raising=False)
+    _fake_kaggle(monkeypatch, push_notebook=push_notebook)
     gate = {}
 
     def ok_smoke(models, rehearse, data, notebooks, echo):
@@ -271,13 +272,7 @@ def test_push_without_out_renders_into_the_ignored_staging_folder(tmp_path, monk
     from smoke import run as smoke_run
 
     calls = {}
-    fake = types.ModuleType("builders.kaggle_ops")
-    fake.KaggleCredentialsError = type("KaggleCredentialsError", (RuntimeError,), {})
-    fake.KaggleRequestError = type("KaggleRequestError", (RuntimeError,), {})
-    fake.check_credentials = lambda *a, **k: []
-    fake.push_notebook = lambda folder, **kw: calls.update(folder=folder, **kw) or {"version": 1}
-    monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
-    monkeypatch.setattr(builders, "kaggle_ops", fake, raising=False)
+    _fake_kaggle(monkeypatch, push_notebook=lambda folder, **kw: calls.update(folder=folder, **kw) or {"version": 1})
     ok = smoke_run.SmokeReport([smoke_run.CheckResult("crn", "x", True, 0.0, "")])
     monkeypatch.setattr(smoke_run, "run_smoke", lambda *a, **k: ok)
     monkeypatch.setattr(cli, "STAGING_DIR", tmp_path / ".push")
@@ -318,7 +313,7 @@ def test_push_without_credentials_is_refused_before_render_and_smoke_gate(tmp_pa
 
 
 def test_status_and_fetch_with_placeholder_user_are_refused_without_a_request(tmp_path, monkeypatch, capsys):
-    _fail_if_kaggle_ops_used(monkeypatch, credentials_ok=False)
+    _no_kaggle_operation(monkeypatch, credentials_ok=False)
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "nothing"))
     for flag in ("--status", "--fetch"):
@@ -327,14 +322,8 @@ def test_status_and_fetch_with_placeholder_user_are_refused_without_a_request(tm
 
 
 def test_status_wait_passes_interval_timeout_and_version(monkeypatch):
-    fake = types.ModuleType("builders.kaggle_ops")
-    fake.KaggleCredentialsError = type("KaggleCredentialsError", (RuntimeError,), {})
-    fake.KaggleRequestError = type("KaggleRequestError", (RuntimeError,), {})
-    fake.check_credentials = lambda *a, **k: []
     seen = {}
-    fake.kernel_status = lambda ref, **kw: seen.update(ref=ref, **kw) or "complete"
-    monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
-    monkeypatch.setattr(builders, "kaggle_ops", fake, raising=False)
+    _fake_kaggle(monkeypatch, kernel_status=lambda ref, **kw: seen.update(ref=ref, **kw) or "complete")
     assert dpt.main(["--user", "alice", "--status", "--wait", "--interval", "5", "--timeout", "60",
                      "--version", "3"]) == 0
     assert seen == {"ref": "alice/dpt-v3-aligned-speech-enhancement", "wait": True, "interval": 5.0,
@@ -345,18 +334,12 @@ def _capture_push(monkeypatch):
     from smoke import run as smoke_run
 
     calls = {}
-    fake = types.ModuleType("builders.kaggle_ops")
-    fake.KaggleCredentialsError = type("KaggleCredentialsError", (RuntimeError,), {})
-    fake.KaggleRequestError = type("KaggleRequestError", (RuntimeError,), {})
 
     def push_notebook(folder, *, runs_dir, params, accelerator, force=False):
         calls["meta"] = json.loads((folder / "kernel-metadata.json").read_text())
         return "pushed"
 
-    fake.push_notebook = push_notebook
-    fake.check_credentials = lambda *a, **k: []
-    monkeypatch.setitem(sys.modules, "builders.kaggle_ops", fake)
-    monkeypatch.setattr(builders, "kaggle_ops", fake, raising=False)
+    _fake_kaggle(monkeypatch, push_notebook=push_notebook)
     monkeypatch.setattr(smoke_run, "run_smoke", lambda *a, **k: smoke_run.SmokeReport(
         [smoke_run.CheckResult("crn", "x", True, 0.0, "")]))
     return calls

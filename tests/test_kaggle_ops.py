@@ -14,15 +14,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from builders import kaggle_ops, kaggle_transport, ledger
-from builders.kaggle_ops import (
-    KaggleCredentialsError,
-    KaggleRequestError,
-    RetryPolicy,
-    fetch_outputs,
-    kernel_status,
-    push_notebook,
-)
+from builders import kaggle_push, kaggle_transport, ledger
+from builders.kaggle_credentials import KaggleCredentialsError, check_credentials
+from builders.kaggle_fetch import fetch_outputs
+from builders.kaggle_logs import kernel_logs, log_lines
+from builders.kaggle_push import push_notebook
+from builders.kaggle_status import kernel_status
+from builders.kaggle_transport import KaggleRequestError, RetryPolicy, load_api
 from tests.kaggle_fake_server import FakeKaggle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +116,7 @@ def test_import_is_quiet_and_does_not_load_kaggle(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
     env["HOME"] = str(tmp_path)
     code = (
-        "import sys, builders.kaggle_ops, builders.ledger, builders.compare\n"
+        "import sys, builders.cli, builders.ledger, builders.compare\n"
         "assert 'kaggle' not in sys.modules, 'kaggle imported'\n"
         "assert 'kagglesdk' not in sys.modules, 'kagglesdk imported'\n"
     )
@@ -167,12 +165,12 @@ def test_world_readable_kaggle_json_warns(tmp_path, monkeypatch):
     path.write_text(json.dumps({"username": USER, "key": KEY}))
     path.chmod(0o644)
     warnings = []
-    secrets = kaggle_ops.check_credentials(warn=warnings.append)
+    secrets = check_credentials(warn=warnings.append)
     assert secrets == [KEY]
     assert len(warnings) == 1 and "chmod 600" in warnings[0] and KEY not in warnings[0]
     path.chmod(0o600)
     warnings.clear()
-    kaggle_ops.check_credentials(warn=warnings.append)
+    check_credentials(warn=warnings.append)
     assert warnings == []
 
 
@@ -230,7 +228,7 @@ def test_committed_ledger_lines_do_not_make_the_next_push_dirty(fake, tmp_path, 
     ledger.append_record(repo / "runs", {"event": "fetch", "ref": REF, "version": 0})
     git("add", "-A")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "with the ledger")
-    monkeypatch.setattr(kaggle_ops, "_TOOLKIT_ROOT", repo)
+    monkeypatch.setattr(kaggle_push, "_TOOLKIT_ROOT", repo)
     folder = make_push_folder(tmp_path)
     first = push_notebook(folder, runs_dir=repo / "runs", params={}, accelerator="", retry=FAST)
     second = push_notebook(folder, runs_dir=repo / "runs", params={}, accelerator="", retry=FAST)
@@ -344,7 +342,7 @@ def test_push_subprocess_through_http_proxy(tmp_path):
         code = (
             "import sys, json\n"
             "from pathlib import Path\n"
-            "from builders.kaggle_ops import push_notebook\n"
+            "from builders.kaggle_push import push_notebook\n"
             "r = push_notebook(Path(sys.argv[1]), runs_dir=Path(sys.argv[2]), params={'epochs': 3},"
             " accelerator='NvidiaTeslaT4')\n"
         )
@@ -578,10 +576,10 @@ def test_malformed_kaggle_json_names_the_file(tmp_path, monkeypatch):
     path.write_text('{"username": "alice", "key": ')
     path.chmod(0o600)
     with pytest.raises(KaggleCredentialsError, match=r"kaggle\.json: not valid JSON"):
-        kaggle_ops.check_credentials()
+        check_credentials()
     monkeypatch.setenv("KAGGLE_USERNAME", USER)
     monkeypatch.setenv("KAGGLE_KEY", KEY)
-    assert kaggle_ops.check_credentials() == [KEY]  # the environment is enough
+    assert check_credentials() == [KEY]  # the environment is enough
 
 
 def test_unreadable_access_token_is_a_credentials_error(tmp_path, monkeypatch):
@@ -590,7 +588,7 @@ def test_unreadable_access_token_is_a_credentials_error(tmp_path, monkeypatch):
     _clean_env(monkeypatch, home)
     (home / ".kaggle" / "access_token").write_bytes(b"\xff\xfe not utf-8")
     with pytest.raises(KaggleCredentialsError, match="access_token: cannot read"):
-        kaggle_ops.check_credentials()
+        check_credentials()
 
 
 def test_user_from_environment_key_from_kaggle_json_as_the_client_merges_them(fake, tmp_path, monkeypatch):
@@ -600,12 +598,12 @@ def test_user_from_environment_key_from_kaggle_json_as_the_client_merges_them(fa
     path = tmp_path / "home" / ".kaggle" / "kaggle.json"
     path.write_text(json.dumps({"key": KEY}))
     path.chmod(0o600)
-    assert kaggle_ops.check_credentials() == [KEY]
+    assert check_credentials() == [KEY]
     fake.versions[REF] = 1
     assert kernel_status(REF, echo=lambda _: None, retry=FAST) == "complete"  # the client agrees
     monkeypatch.delenv("KAGGLE_USERNAME")
     with pytest.raises(KaggleCredentialsError):  # a key without a user name is not enough
-        kaggle_ops.check_credentials()
+        check_credentials()
 
 
 def test_access_token_signs_in_and_a_failed_sign_in_is_retried_then_worded(fake, monkeypatch):
@@ -633,12 +631,12 @@ def test_access_token_given_as_a_file_path_is_read_as_the_client_reads_it(tmp_pa
     token_file = tmp_path / "token"
     token_file.write_text("KGAT_0123456789abcdef\n")
     monkeypatch.setenv("KAGGLE_API_TOKEN", str(token_file))
-    assert kaggle_ops.check_credentials() == ["KGAT_0123456789abcdef"]
+    assert check_credentials() == ["KGAT_0123456789abcdef"]
     token_file.write_text("")  # the client then has no token and looks no further
     (home / ".kaggle").mkdir()
     (home / ".kaggle" / "access_token").write_text("KGAT_other")
     with pytest.raises(KaggleCredentialsError):
-        kaggle_ops.check_credentials()
+        check_credentials()
 
 
 def test_failure_classes_tls_is_final_408_is_transient():
@@ -678,7 +676,7 @@ def test_fake_refuses_a_bare_number_label_as_kaggle_does(fake):
     )
 
     _serve_outputs(fake, version=1)
-    api = kaggle_ops.load_api(FAST)
+    api = load_api(FAST)
     for request_type, call in ((ApiGetKernelSessionStatusRequest, "get_kernel_session_status"),
                                (ApiListKernelSessionOutputRequest, "list_kernel_session_output")):
         request = request_type()
@@ -794,9 +792,9 @@ def test_logs_of_a_finished_session(fake):
     _serve_outputs(fake, version=2, log=json.dumps([{"stream_name": "stdout", "time": 1.0, "data": line + "\n"}
                                                     for line in LOG]))
     seen = []
-    kaggle_ops.kernel_logs(REF, echo=seen.append, retry=FAST)
+    kernel_logs(REF, echo=seen.append, retry=FAST)
     assert seen == LOG
-    kaggle_ops.kernel_logs(REF, version=2, echo=seen.append, retry=FAST)
+    kernel_logs(REF, version=2, echo=seen.append, retry=FAST)
     assert fake.calls("ListKernelSessionOutput")[-1]["versionLabel"] == "v2"
 
 
@@ -804,19 +802,19 @@ def test_logs_follow_streams_the_running_session(fake, capsys):
     fake.versions[REF] = 1
     fake.status_states = ["running"]
     fake.log_events = LOG
-    kaggle_ops.kernel_logs(REF, follow=True, retry=FAST)
+    kernel_logs(REF, follow=True, retry=FAST)
     assert capsys.readouterr().out.splitlines() == LOG
     (call,) = [body for name, body in fake.requests if name == "LogsStream"]
     assert call == {"ref": REF, "versionLabel": None}
-    kaggle_ops.kernel_logs(REF, version=1, follow=True, retry=FAST)
+    kernel_logs(REF, version=1, follow=True, retry=FAST)
     assert [body for name, body in fake.requests if name == "LogsStream"][-1]["versionLabel"] == "v1"
     assert capsys.readouterr().out.splitlines() == LOG
 
 
 def test_log_lines_reads_kaggles_event_list_and_plain_text():
     events = json.dumps([{"data": "a\n"}, {"data": "b\nc\n"}, {"stream_name": "stderr"}])
-    assert kaggle_ops.log_lines(events) == ["a", "b", "c"]
-    assert kaggle_ops.log_lines("plain\ntext") == ["plain", "text"]
+    assert log_lines(events) == ["a", "b", "c"]
+    assert log_lines("plain\ntext") == ["plain", "text"]
 
 
 # ------------------------------------------------------------------------------ a clean checkout
