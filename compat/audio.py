@@ -21,6 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+#: The rate (Hz) the models are trained, evaluated and exported at: files at other rates are
+#: resampled to it on load. ``templates.config`` re-exports it for the run configuration.
+SAMPLE_RATE = 16000
+
 
 class AudioReadError(OSError):
     """A file that cannot be read; the message names the file and the reason."""

@@ -47,11 +47,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from compat.audio import SAMPLE_RATE
 from templates.checkpoint import CheckpointError, read_checkpoint, strip_wrapper_prefix
 from templates.evaluate import enhance_waveform
 from templates.models.registry import build_model, model_names
 
-MODEL_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 
@@ -151,7 +151,7 @@ def enhance_array(model: nn.Module, audio: np.ndarray, sample_rate: int, chunk_s
         raise ValueError(f"expected (frames, channels) audio, got shape {audio.shape}")
     out = np.zeros_like(audio, dtype=np.float32)
     for c in range(audio.shape[1]):
-        x16 = _resample(audio[:, c].astype(np.float32), sample_rate, MODEL_RATE)
+        x16 = _resample(audio[:, c].astype(np.float32), sample_rate, SAMPLE_RATE)
         if len(x16) <= 256:  # the STFT needs more than half a window; too short to enhance
             raise ValueError(f"too short to enhance: {audio.shape[0]} samples at {sample_rate} Hz")
         wav = torch.from_numpy(np.ascontiguousarray(x16))
@@ -160,14 +160,14 @@ def enhance_array(model: nn.Module, audio: np.ndarray, sample_rate: int, chunk_s
                 y16 = enhancer(wav)
             else:
                 y16 = enhance_waveform(model, wav, torch.device("cpu"), chunk_seconds,
-                                       overlap_seconds, MODEL_RATE)
+                                       overlap_seconds, SAMPLE_RATE)
         y16 = y16.detach().cpu().numpy().astype(np.float32)
         if vad_gate_db > 0:
             from deploy.vad import detect_speech, gate_non_speech
 
-            active = detect_speech(y16, MODEL_RATE, vad_detector)
-            y16 = gate_non_speech(y16, active, MODEL_RATE, atten_db=vad_gate_db)
-        y = _resample(y16, MODEL_RATE, sample_rate)
+            active = detect_speech(y16, SAMPLE_RATE, vad_detector)
+            y16 = gate_non_speech(y16, active, SAMPLE_RATE, atten_db=vad_gate_db)
+        y = _resample(y16, SAMPLE_RATE, sample_rate)
         n = min(len(y), audio.shape[0])
         out[:n, c] = y[:n]
     return out

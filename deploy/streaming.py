@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import torch
 
+from compat.audio import SAMPLE_RATE
 from templates.models.base import MaskingModel
 
 ALGORITHMIC_LATENCY_SAMPLES = 512  # the window; the causal models add no lookahead
-SAMPLE_RATE = 16000
 ALGORITHMIC_LATENCY_MS = 1000.0 * ALGORITHMIC_LATENCY_SAMPLES / SAMPLE_RATE
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from compat.audio import SAMPLE_RATE
+
 DETECTORS = ("webrtc", "energy")
 # Chosen from compare_detectors on the local test set (benchmarks/int8_quality.py, 6 files, noisy
 # input vs clean-reference activity): WebRTC aggressiveness 3 acc 0.718 / prec 0.711 / rec 0.991 /
@@ -99,7 +101,7 @@ def _hangover(active: np.ndarray, frames: int) -> np.ndarray:
     return out
 
 
-def reference_activity(clean, sample_rate: int = 16000, frame_ms: int = 30,
+def reference_activity(clean, sample_rate: int = SAMPLE_RATE, frame_ms: int = 30,
                        rel_db: float = -40.0) -> np.ndarray:
     """Ground-truth activity of a CLEAN signal: frames within ``rel_db`` of its loudest frame.
 
@@ -113,7 +115,7 @@ def reference_activity(clean, sample_rate: int = 16000, frame_ms: int = 30,
     return e > (e.max() + rel_db)
 
 
-def energy_vad(wav, sample_rate: int = 16000, frame_ms: int = 30, margin_db: float = 6.0,
+def energy_vad(wav, sample_rate: int = SAMPLE_RATE, frame_ms: int = 30, margin_db: float = 6.0,
                floor_percentile: float = 10.0, hangover_frames: int = 3) -> np.ndarray:
     """(n_frames,) bool: frames whose energy exceeds the noise floor by ``margin_db``.
 
@@ -126,7 +128,7 @@ def energy_vad(wav, sample_rate: int = 16000, frame_ms: int = 30, margin_db: flo
     return _hangover(e > floor + margin_db, hangover_frames)
 
 
-def webrtc_vad(wav, sample_rate: int = 16000, frame_ms: int = 30, aggressiveness: int = 3,
+def webrtc_vad(wav, sample_rate: int = SAMPLE_RATE, frame_ms: int = 30, aggressiveness: int = 3,
                hangover_frames: int = 3) -> np.ndarray:
     """(n_frames,) bool from WebRTC's detector (``pip install webrtcvad-wheels``)."""
     webrtcvad = _import_webrtcvad()
@@ -169,20 +171,20 @@ def make_detector(name: str = DEFAULT_DETECTOR, **kw) -> Callable[..., np.ndarra
     else:
         raise VADError(f"unknown VAD detector {name!r}; choose one of {list(DETECTORS)}")
 
-    def detector(wav, sample_rate: int = 16000, frame_ms: int = 30) -> np.ndarray:
+    def detector(wav, sample_rate: int = SAMPLE_RATE, frame_ms: int = 30) -> np.ndarray:
         return fn(wav, sample_rate, frame_ms, **kw)
 
     detector.__name__ = f"{name}_detector"
     return detector
 
 
-def detect_speech(wav, sample_rate: int = 16000, detector: str = DEFAULT_DETECTOR,
+def detect_speech(wav, sample_rate: int = SAMPLE_RATE, detector: str = DEFAULT_DETECTOR,
                   frame_ms: int = 30, **kw) -> np.ndarray:
     """(n_frames,) bool with the named detector ("webrtc" or "energy"); see ``make_detector``."""
     return make_detector(detector, **kw)(wav, sample_rate, frame_ms)
 
 
-def frames_to_samples(active: np.ndarray, n_samples: int, sample_rate: int = 16000,
+def frames_to_samples(active: np.ndarray, n_samples: int, sample_rate: int = SAMPLE_RATE,
                       frame_ms: int = 30) -> np.ndarray:
     """(n_samples,) bool: each frame's decision repeated over its samples."""
     n = _frame_len(sample_rate, frame_ms)
@@ -197,7 +199,7 @@ def frames_to_samples(active: np.ndarray, n_samples: int, sample_rate: int = 160
         np.zeros(0, dtype=bool)
 
 
-def gate_non_speech(wav, active: np.ndarray, sample_rate: int = 16000, frame_ms: int = 30,
+def gate_non_speech(wav, active: np.ndarray, sample_rate: int = SAMPLE_RATE, frame_ms: int = 30,
                     atten_db: float = 12.0, smooth_ms: float = 20.0) -> np.ndarray:
     """(T,) float32: ``wav`` with non-speech frames attenuated by ``atten_db``.
 
@@ -238,7 +240,7 @@ def score_activity(pred: np.ndarray, ref: np.ndarray, name: str = "") -> Detecto
     return DetectorScore(name, float(np.mean(p == r)) if n else 0.0, prec, rec, f1)
 
 
-def compare_detectors(pairs, sample_rate: int = 16000, frame_ms: int = 30) -> list[DetectorScore]:
+def compare_detectors(pairs, sample_rate: int = SAMPLE_RATE, frame_ms: int = 30) -> list[DetectorScore]:
     """Mean agreement of each detector on noisy inputs with the clean reference activity.
 
     ``pairs``: iterable of ``(noisy (T,), clean (T,))`` arrays at ``sample_rate``. Rows for
@@ -264,7 +266,7 @@ def compare_detectors(pairs, sample_rate: int = 16000, frame_ms: int = 30) -> li
     return [DetectorScore(name, *(sums[name] / count)) for name, _ in configs]
 
 
-def speech_only_scores(clean, enhanced, active: np.ndarray, sample_rate: int = 16000,
+def speech_only_scores(clean, enhanced, active: np.ndarray, sample_rate: int = SAMPLE_RATE,
                        frame_ms: int = 30) -> dict:
     """SI-SDR (dB) and STOI over the speech frames only (samples where ``active``).
 

@@ -41,9 +41,9 @@ from scipy.signal import butter, lfilter, resample_poly, sosfilt
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from compat.audio import SAMPLE_RATE  # noqa: E402
 from templates.datasets import DATASETS  # noqa: E402
 
-SAMPLE_RATE = 16000
 NOISE_TYPES = ("white", "pink", "babble", "hum", "bursts")
 # Fixed mtime for the wavs before archiving, so that the .7z files are byte-identical too.
 ARCHIVE_MTIME = 946684800  # 2000-01-01

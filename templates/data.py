@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from compat.audio import audio_info, load_audio
+from compat.audio import SAMPLE_RATE, audio_info, load_audio
 from compat.torch_compat import cuda_device_count
 from templates.datasets import DATASETS, DEFAULT_DATASET, dataset_source
 
@@ -292,7 +292,7 @@ class AlignedCropDataset(Dataset):
     disk; files shorter than the crop are zero-padded at the end, both at the same place.
     """
 
-    def __init__(self, pairs, crop_samples: int, train: bool = True, sample_rate: int = 16000, seed: int = 42):
+    def __init__(self, pairs, crop_samples: int, train: bool = True, sample_rate: int = SAMPLE_RATE, seed: int = 42):
         if crop_samples < 1:
             raise ValueError(f"crop_samples must be >= 1, got {crop_samples}")
         self.pairs = [(Path(n), Path(c)) for n, c in pairs]

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compat.audio import load_audio
+from compat.audio import SAMPLE_RATE, load_audio
 from templates.metrics import score_pairs
 
 FIRST3_SECONDS = 3.0
@@ -77,7 +77,7 @@ def enhance_waveform(
     device,
     chunk_seconds: float = 6.0,
     overlap_seconds: float = 1.0,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
 ) -> torch.Tensor:
     """Enhance one whole file: ``wav`` (T,) -> (T,) float32 on the CPU, same length.
 

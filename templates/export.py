@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from compat.audio import SAMPLE_RATE
+
 # The `quantized` tag of an INT8 file; `deploy.quantize.load_int8` reads these files too.
 INT8_FORMAT = "dynamic_int8"
 # onnxruntime reproduces torch's mask within this (measured around 1e-6).
@@ -90,7 +92,7 @@ def _export_row(name: str, times_ms: list, n_hops: int, hop_ms: float, size_mb) 
     }
 
 
-def export_artifacts(model: nn.Module, work_dir, sample_rate: int = 16000, repeats: int = 5) -> dict:
+def export_artifacts(model: nn.Module, work_dir, sample_rate: int = SAMPLE_RATE, repeats: int = 5) -> dict:
     """Write `<model>_int8.pth` and `<model>_masker.onnx` under `work_dir`; time them on CPU.
 
     Returns `{"int8_path" (or None), "int8_skipped" (reason or None), "onnx_path" (or None),

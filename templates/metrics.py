@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
+from compat.audio import SAMPLE_RATE
 from templates.checkpoint import atomic_write
 
 PESQ_SAMPLE_RATE = 16000
@@ -70,7 +71,7 @@ def _metrics_pair(ref, deg, caller: str):
     return ref, deg
 
 
-def pesq_wb(ref, deg, sample_rate: int = 16000) -> float:
+def pesq_wb(ref, deg, sample_rate: int = SAMPLE_RATE) -> float:
     """Wide-band PESQ (ITU-T P.862.2, MOS-LQO 1.04-4.64) of `deg` against `ref`, both (T,).
 
     Resamples to 16 kHz when `sample_rate` differs. Raises `MetricSkipped` (a ValueError) with
@@ -109,7 +110,7 @@ def pesq_wb(ref, deg, sample_rate: int = 16000) -> float:
         raise
 
 
-def stoi_score(ref, deg, sample_rate: int = 16000) -> float:
+def stoi_score(ref, deg, sample_rate: int = SAMPLE_RATE) -> float:
     """Short-time objective intelligibility (pystoi, classic STOI, extended=False), both (T,).
 
     Raises `MetricSkipped` when pystoi cannot find enough speech frames (it would otherwise
@@ -262,7 +263,7 @@ def _metrics_pool_map(score, prepared, workers: int, ctx) -> list:
     return results
 
 
-def score_pairs(items, sample_rate: int = 16000, workers=None) -> ScoreTable:
+def score_pairs(items, sample_rate: int = SAMPLE_RATE, workers=None) -> ScoreTable:
     """Score `(name, clean, noisy, enhanced)` items, each waveform 1-D (T,) numpy or torch.
 
     PESQ and STOI run in a pool of `workers` processes (default: every core) started with

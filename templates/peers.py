@@ -20,6 +20,8 @@ import math
 import numpy as np
 from scipy.signal import istft, resample_poly, stft
 
+from compat.audio import SAMPLE_RATE
+
 
 class PeerUnavailable(RuntimeError):
     """A peer's package is not installed; the message says what to pip install."""
@@ -32,7 +34,7 @@ def _peers_check(wav) -> np.ndarray:
     return arr
 
 
-def noisy_passthrough(wav, sample_rate: int = 16000) -> np.ndarray:
+def noisy_passthrough(wav, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The noisy input itself: (T,) -> (T,)."""
     return _peers_check(wav).copy()
 
@@ -45,7 +47,7 @@ def _peers_running_min(power: np.ndarray, frames: int) -> np.ndarray:
     return out
 
 
-def wiener_enhance(wav, sample_rate: int = 16000, n_fft: int = 512, hop: int = 256,
+def wiener_enhance(wav, sample_rate: int = SAMPLE_RATE, n_fft: int = 512, hop: int = 256,
                    min_window_s: float = 1.5, alpha: float = 0.98,
                    gain_floor: float = 0.1) -> np.ndarray:
     """Wiener filter with a minimum-statistics noise estimate: (T,) -> (T,).
@@ -83,7 +85,7 @@ def wiener_enhance(wav, sample_rate: int = 16000, n_fft: int = 512, hop: int = 2
     return np.pad(out, (0, len(x) - len(out)))
 
 
-def noisereduce_enhance(wav, sample_rate: int = 16000) -> np.ndarray:
+def noisereduce_enhance(wav, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """`noisereduce.reduce_noise` with its defaults (non-stationary spectral gating)."""
     try:
         import noisereduce
@@ -99,7 +101,7 @@ RNNOISE_RATE = 48000
 RNNOISE_DELAY_FRAMES = 2
 
 
-def rnnoise_enhance(wav, sample_rate: int = 16000) -> np.ndarray:
+def rnnoise_enhance(wav, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """RNNoise through pyrnnoise's bundled librnnoise: (T,) -> (T,), delay compensated.
 
     Resamples to 48 kHz (polyphase, zero phase), feeds 480-sample frames at 16-bit scale to

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compat.audio import SAMPLE_RATE
+
 
 def _plots_pyplot():
     try:
@@ -73,7 +75,7 @@ def log_magnitude_db(wav, n_fft: int = 512, hop: int = 256) -> np.ndarray:
     return (20 * torch.log10(spec.abs() + 1e-8)).numpy()
 
 
-def plot_spectrograms(examples, path, sample_rate: int = 16000, max_seconds: float = 6.0) -> Path:
+def plot_spectrograms(examples, path, sample_rate: int = SAMPLE_RATE, max_seconds: float = 6.0) -> Path:
     """One row per example, columns noisy | enhanced | clean, one colour scale for all panels.
 
     ``examples``: dicts with ``noisy``, ``enhanced``, ``clean`` waveforms (T,) and ``name``

@@ -31,6 +31,7 @@ import math
 import torch
 from torch import nn
 
+from compat.audio import SAMPLE_RATE
 from templates.models.base import MaskingModel, compress_magnitude
 from templates.models.registry import register_model
 
@@ -41,7 +42,7 @@ def _erb(freq_hz: torch.Tensor) -> torch.Tensor:
 
 
 def band_spread_matrix(n_freq: int, n_low: int, n_high_bands: int,
-                       sample_rate: int = 16000) -> torch.Tensor:
+                       sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """(n_freq, n_low + n_high_bands) weights spreading band values back onto bins.
 
     Bins below `n_low` map to their own band; each higher bin linearly interpolates the two
@@ -194,7 +195,7 @@ class CompactCRN(MaskingModel):
         f = self.n_freq
         n_low = (f - 1) // self.LOW_FRACTION + 1  # 65 of 257
         n_high = (f - 1) // self.LOW_FRACTION  # 64 ERB bands for bins 65..256
-        spread = band_spread_matrix(f, n_low, n_high, sample_rate=16000)
+        spread = band_spread_matrix(f, n_low, n_high, sample_rate=SAMPLE_RATE)
         self.register_buffer("band_spread", spread, persistent=False)  # F, bands
         self.register_buffer("band_merge", band_merge_matrix(spread), persistent=False)
         self.n_bands = n_low + n_high  # 129
