@@ -21,6 +21,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from templates.outputs import summary_name  # noqa: E402
+
 METRICS = ("pesq", "stoi", "si_sdr")
 #: Where ``builders/<model>.py --fetch`` writes, whatever the current directory.
 DEFAULT_RUNS = Path(__file__).resolve().parents[1] / "runs"
@@ -136,7 +141,7 @@ def collect_runs(runs_dir: Path) -> tuple[list[RunRow], list[RunProblem]]:
                 continue  # e.g. a fetch's hidden .partial folder
             version = int(match.group(1))
             ref = _run_ref(version_dir)
-            summaries = sorted(version_dir.rglob("*_summary.json"))
+            summaries = sorted(version_dir.rglob(summary_name("*")))
             if not summaries:
                 problems.append(RunProblem(ref, version, version_dir,
                                            "missing: no *_summary.json among the outputs"))

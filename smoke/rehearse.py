@@ -26,6 +26,7 @@ from typing import Any
 
 from builders.render import cell_section
 from builders.spec import ModelSpec
+from templates.outputs import CHECKPOINT_PATTERN, int8_name, output_files, summary_name
 
 # small enough for a 2-core CPU in well under a minute per model
 REHEARSAL_PARAMETERS: dict[str, Any] = {
@@ -54,10 +55,8 @@ class RehearsalResult:
 
 
 def expected_outputs(name: str) -> list[str]:
-    """Files every run writes (``ckpt_ep5.pth`` and later need five epochs, so not listed)."""
-    return [f"{name}_best.pth", "last.pth", "history.csv", "training_curves.png",
-            "spectrogram_comparison.png", "eval_per_file.csv", f"{name}_summary.json",
-            f"{name}_int8.pth", f"{name}_masker.onnx"]
+    """Files every run writes (``ckpt_ep*.pth`` needs ``checkpoint_every`` epochs: not listed)."""
+    return [f for f in output_files(name) if f != CHECKPOINT_PATTERN]
 
 
 def rehearsal_parameters(data_dir: Path, work_dir: Path) -> dict[str, Any]:
@@ -96,11 +95,11 @@ def _failed_cell(executed: Path, original: Path) -> str:
 
 def check_outputs(name: str, work_dir: Path) -> dict[str, Any]:
     """The files exist and the summary's metrics are finite numbers; returns the summary."""
-    path = work_dir / f"{name}_summary.json"
+    path = work_dir / summary_name(name)
     summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     # INT8 is skipped, with its reason recorded, where torch no longer has torch.ao.quantization
     int8_skipped = (summary.get("export") or {}).get("int8_skipped")
-    expected = [f for f in expected_outputs(name) if not (int8_skipped and f == f"{name}_int8.pth")]
+    expected = [f for f in expected_outputs(name) if not (int8_skipped and f == int8_name(name))]
     missing = [f for f in expected if not (work_dir / f).is_file()]
     if missing:
         raise RehearsalError(f"{work_dir}: missing outputs {missing}")

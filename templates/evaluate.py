@@ -17,6 +17,7 @@ from torch import nn
 
 from compat.audio import SAMPLE_RATE, load_audio
 from templates.metrics import score_pairs
+from templates.outputs import PER_FILE_SCORES
 
 FIRST3_SECONDS = 3.0
 N_EXAMPLES = 3
@@ -163,6 +164,6 @@ def evaluate_model(model: nn.Module, test_pairs, cfg, device) -> EvalResult:
     table.skipped.extend(unreadable)
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    table.to_csv(work / "eval_per_file.csv")
+    table.to_csv(work / PER_FILE_SCORES)
     return EvalResult(table=table, examples=examples, mode=cfg.eval_mode)
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from compat.audio import SAMPLE_RATE
+from templates.outputs import int8_name, onnx_masker_name
 
 # The `quantized` tag of an INT8 file; `deploy.quantize.load_int8` reads these files too.
 INT8_FORMAT = "dynamic_int8"
@@ -115,7 +116,7 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = SAMPLE_RATE,
         except Int8Unavailable as exc:
             int8_skipped = str(exc)
         if int8 is not None:
-            int8_path = work / f"{name}_int8.pth"
+            int8_path = work / int8_name(name)
             torch.save({"model": int8.state_dict(), "config": {"model": name,
                         "model_kwargs": fp32.get_config()}, "quantized": INT8_FORMAT}, int8_path)
 
@@ -130,7 +131,7 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = SAMPLE_RATE,
             if int8 is not None:
                 rows.append(_export_row("int8", time_calls_ms(lambda: int8(crop), repeats),
                                         n_hops, hop_ms, int8_path.stat().st_size / 2**20))
-        onnx_path, skipped = _export_onnx_masker(fp32, work / f"{name}_masker.onnx", n_hops)
+        onnx_path, skipped = _export_onnx_masker(fp32, work / onnx_masker_name(name), n_hops)
         if onnx_path is not None:
             import onnxruntime as ort
 

@@ -66,6 +66,8 @@ print(require_gpu(smoke=SMOKE, allow_cpu=ALLOW_CPU))  # a full run without a GPU
 
 # %% include=templates.config
 
+# %% include=templates.outputs
+
 # %%
 cfg = RunConfig(
     model=MODEL_NAME, data_dir=DATA_DIR, work_dir=WORK_DIR, epochs=EPOCHS,

@@ -41,18 +41,23 @@ from templates.evaluate import FIRST3_SECONDS, evaluate_model
 from templates.losses import build_loss
 from templates.metrics import _metrics_score_perceptual
 from templates.models.registry import build_model, count_parameters
+from templates.outputs import (
+    CURVES_FILE,
+    LAST_CHECKPOINT,
+    PER_FILE_SCORES,
+    SPECTROGRAMS_FILE,
+    best_checkpoint_name,
+    summary_name,
+)
 from templates.plots import plot_spectrograms, plot_training_curves
 from templates.setup import NOTEBOOK_STARTED_AT
 from templates.summary import build_summary, write_summary
 from templates.train import (
     TimeBudget,
-    _train_check_resumable,
-    _train_seed_everything,
-    best_checkpoint_name,
+    check_resumable,
+    seed_everything,
     train_model,
 )
-
-RESUME_FILE = "last.pth"
 
 
 @dataclass
@@ -190,11 +195,11 @@ def find_resume_checkpoint(cfg) -> Path | None:
             dirs[:] = []
             continue
         dirs.sort()
-        if RESUME_FILE in files:
-            found.append(Path(cur) / RESUME_FILE)
+        if LAST_CHECKPOINT in files:
+            found.append(Path(cur) / LAST_CHECKPOINT)
     if len(found) > 1:
         raise ValueError(
-            f"{len(found)} {RESUME_FILE} files under {root}: {', '.join(map(str, found))}; attach "
+            f"{len(found)} {LAST_CHECKPOINT} files under {root}: {', '.join(map(str, found))}; attach "
             f"the output of one version only (--resume-from N)")
     return found[0] if found else None
 
@@ -212,7 +217,7 @@ def resume_from_input(cfg) -> Path | None:
     (``ValueError`` naming the file) before anything is copied or loaded. Returns the source.
     """
     work = Path(cfg.work_dir)
-    if (work / RESUME_FILE).exists():
+    if (work / LAST_CHECKPOINT).exists():
         return None
     src = find_resume_checkpoint(cfg)
     if src is None:
@@ -220,14 +225,14 @@ def resume_from_input(cfg) -> Path | None:
             # Pushed to continue a run: training from scratch would spend the session on a
             # run nobody asked for.
             raise FileNotFoundError(
-                f"RESUME_FROM = {cfg.resume_from!r} but no {RESUME_FILE} under {cfg.data_dir}: "
+                f"RESUME_FROM = {cfg.resume_from!r} but no {LAST_CHECKPOINT} under {cfg.data_dir}: "
                 f"that version's output is not mounted (did the push warn that Kaggle did not "
                 f"attach the kernel source? did that version write last.pth?). Attach it "
                 f"(Add Input > Your Work), or push without --resume-from to start afresh")
         return None
     ckpt = read_checkpoint(src)
     try:
-        _train_check_resumable(src, ckpt, cfg.to_dict())
+        check_resumable(src, ckpt, cfg.to_dict())
     except ValueError as exc:
         raise ValueError(
             f"{exc}. It is an earlier version's output attached as an input: push without "
@@ -236,7 +241,7 @@ def resume_from_input(cfg) -> Path | None:
     best = src.parent / best_checkpoint_name(cfg.model)
     if best.is_file():
         _pipeline_copy(best, work / best.name)
-    _pipeline_copy(src, work / RESUME_FILE)  # last: a half-done copy leaves no last.pth
+    _pipeline_copy(src, work / LAST_CHECKPOINT)  # last: a half-done copy leaves no last.pth
     print(f"resuming across versions: {src} (after epoch {ckpt['epoch']} of a "
           f"'{ckpt.get('config', {}).get('model', cfg.model)}' run) copied into {work}"
           + (f" with {best.name}" if best.is_file() else ""))
@@ -299,7 +304,7 @@ def run_training(cfg, data: DataBundle, started_at: float | None = None):
     """
     # The initial weights are a function of SEED: torch seeds each new process at random, so
     # without this two runs of one notebook (or a resumed run's reference) start apart.
-    _train_seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     model = build_model(cfg.model, **cfg.model_kwargs)
     n_gpu = visible_gpu_count()
     processes = _pipeline_processes(cfg, n_gpu)
@@ -336,14 +341,14 @@ def write_outputs(cfg, model, train_result, eval_result) -> dict:
     """Figures, per-file CSV and ``<model>_summary.json`` in ``cfg.work_dir``; the summary."""
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    plot_training_curves(train_result.history, work / "training_curves.png")
-    plot_spectrograms(eval_result.examples, work / "spectrogram_comparison.png",
+    plot_training_curves(train_result.history, work / CURVES_FILE)
+    plot_spectrograms(eval_result.examples, work / SPECTROGRAMS_FILE,
                       sample_rate=cfg.sample_rate)
-    eval_result.table.to_csv(work / "eval_per_file.csv")
+    eval_result.table.to_csv(work / PER_FILE_SCORES)
     summary = build_summary(cfg=cfg, model=model, train_result=train_result,
                             eval_result=eval_result,
                             extra={"minutes_used": minutes_used()})
-    path = write_summary(summary, work / f"{cfg.model}_summary.json")
+    path = write_summary(summary, work / summary_name(cfg.model))
     print(f"wrote {', '.join(sorted(p.name for p in work.iterdir() if p.is_file()))}")
     print(f"summary: {path}")
     return summary
@@ -359,7 +364,7 @@ def finish_summary(cfg, summary: dict, export: dict) -> dict:
     """Add the export's results and the final ``minutes_used``; rewrite the summary file."""
     summary["export"] = export
     summary["minutes_used"] = minutes_used()
-    write_summary(summary, Path(cfg.work_dir) / f"{cfg.model}_summary.json")
+    write_summary(summary, Path(cfg.work_dir) / summary_name(cfg.model))
     print(f"{summary.get('stopped_by', 'epochs')}: {summary.get('epochs_run')} epoch(s) over all "
           f"versions, {summary.get('epochs_this_session')} in this one; "
           f"{summary['minutes_used']} min used")

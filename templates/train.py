@@ -34,6 +34,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +50,7 @@ from templates.checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
+from templates.outputs import HISTORY_FILE, LAST_CHECKPOINT, best_checkpoint_name, checkpoint_name
 
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "seconds", "saved")
 # Config fields a resumed run must share with the run that wrote last.pth: they decide the
@@ -125,20 +127,16 @@ def resolve_warmup_epochs(cfg, model: nn.Module) -> int:
     return int(getattr(unwrap_model(model), "default_warmup_epochs", 0) or 0)
 
 
-def best_checkpoint_name(model_name: str) -> str:
-    return f"{model_name}_best.pth"
-
-
-def _train_distributed() -> tuple[bool, int]:
+def _distributed_world() -> tuple[bool, int]:
     """(is distributed, world size)."""
     if dist.is_available() and dist.is_initialized():
         return True, dist.get_world_size()
     return False, 1
 
 
-def _train_mean_over_ranks(total: float, count: int, device: torch.device) -> float:
+def _mean_over_ranks(total: float, count: int, device: torch.device) -> float:
     """``sum(total) / sum(count)`` over every rank (count: batches for train, items for val)."""
-    is_dist, world = _train_distributed()
+    is_dist, world = _distributed_world()
     if not is_dist or world == 1:
         return total / max(count, 1)
     # gloo reduces CPU tensors, nccl CUDA ones: put the pair on the model's device.
@@ -147,15 +145,15 @@ def _train_mean_over_ranks(total: float, count: int, device: torch.device) -> fl
     return float(pair[0] / pair[1].clamp_min(1.0))
 
 
-def _train_sync_buffers(module: nn.Module) -> None:
+def _sync_buffers(module: nn.Module) -> None:
     """Copy rank 0's buffers to every rank (no-op outside multi-process runs)."""
-    is_dist, world = _train_distributed()
+    is_dist, world = _distributed_world()
     if is_dist and world > 1:
         for buf in module.buffers():
             dist.broadcast(buf.data, src=0)
 
 
-def _train_rng_state() -> dict:
+def _rng_state() -> dict:
     state = {
         "torch": torch.get_rng_state(),
         "numpy": np.random.get_state(),
@@ -166,7 +164,7 @@ def _train_rng_state() -> dict:
     return state
 
 
-def _train_set_rng_state(state: dict) -> None:
+def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
@@ -177,13 +175,13 @@ def _train_set_rng_state(state: dict) -> None:
             pass  # a different GPU count than the saved run: CUDA streams start fresh
 
 
-def _train_seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
 
 
-def _train_start_epoch_data(loader, epoch: int, seed: int) -> None:
+def _start_epoch_data(loader, epoch: int, seed: int) -> None:
     """Make epoch ``epoch``'s shuffle and crops a function of (seed, epoch) alone.
 
     A DataLoader's generator advances with every epoch it shuffles; reseeding it per epoch
@@ -201,7 +199,7 @@ def _train_start_epoch_data(loader, epoch: int, seed: int) -> None:
             gen.manual_seed(epoch_seed)
 
 
-def _train_write_history(path: Path, history: list) -> None:
+def _write_history(path: Path, history: list) -> None:
     """Rewrite ``history.csv`` atomically (a reader never sees half a file)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
@@ -226,11 +224,11 @@ def format_epoch_line(row: dict, warmup: bool = False, lr_dropped: bool = False)
     )
 
 
-def _train_config_dict(cfg) -> dict:
+def _config_dict(cfg) -> dict:
     return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(vars(cfg))
 
 
-def _train_check_resumable(path: Path, ckpt: dict, config: dict) -> None:
+def check_resumable(path: Path, ckpt: dict, config: dict) -> None:
     """Refuse a ``last.pth`` that cannot continue this run, naming the file and the reason."""
     if "epoch" not in ckpt or ckpt.get("optimizer") is None:
         raise ValueError(
@@ -256,9 +254,9 @@ def _train_check_resumable(path: Path, ckpt: dict, config: dict) -> None:
         )
 
 
-def _train_agree(flag: bool, device: torch.device) -> bool:
+def _agree_on_any(flag: bool, device: torch.device) -> bool:
     """True on every rank when it is True on any (a stop decision all ranks must share)."""
-    is_dist, world = _train_distributed()
+    is_dist, world = _distributed_world()
     if not is_dist or world == 1:
         return bool(flag)
     value = torch.tensor([1.0 if flag else 0.0], device=device)
@@ -266,7 +264,7 @@ def _train_agree(flag: bool, device: torch.device) -> bool:
     return bool(value.item() > 0)
 
 
-def _train_budget_stop(budget, history, session_seconds, val_per_item, epoch, device, is_main):
+def _budget_stop(budget, history, session_seconds, val_per_item, epoch, device, is_main):
     """Whether epoch ``epoch`` would end too late for evaluation and export; prints why."""
     if budget is None or not history:
         return False  # no epoch yet anywhere: train one, there is nothing to evaluate otherwise
@@ -275,7 +273,7 @@ def _train_budget_stop(budget, history, session_seconds, val_per_item, epoch, de
         val_per_item = float(history[-1].get("val_seconds_per_item") or 0.0)
     reserve = budget.reserve_seconds(val_per_item)
     remaining = budget.remaining()
-    stop = _train_agree(epoch_seconds + reserve > remaining, device)
+    stop = _agree_on_any(epoch_seconds + reserve > remaining, device)
     if stop and is_main:
         print(f"time budget: stopping before Ep{epoch:02d}: it would take about "
               f"{epoch_seconds / 60:.1f} min and evaluation + export about {reserve / 60:.1f} min, "
@@ -284,12 +282,178 @@ def _train_budget_stop(budget, history, session_seconds, val_per_item, epoch, de
     return stop
 
 
-def _train_steps_per_epoch(loader, max_steps) -> int:
+def _steps_per_epoch(loader, max_steps) -> int:
     try:
         n = len(loader)
     except TypeError:
         n = max_steps or 0
     return min(n, max_steps) if max_steps else n
+
+
+@dataclass
+class _Optimisation:
+    """The model as trained (``net``: DDP-wrapped on several ranks; ``bare``: the module whose
+    weights are saved) and what steps it."""
+
+    net: nn.Module
+    bare: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    warmup_epochs: int
+    steps_per_epoch: int
+
+    @property
+    def warmup_steps(self) -> int:
+        return self.warmup_epochs * self.steps_per_epoch
+
+
+@dataclass
+class _Progress:
+    """Where the run stands; restored from ``last.pth`` when resuming, saved in each checkpoint."""
+
+    history: list = field(default_factory=list)
+    best_val: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    train_seconds: float = 0.0
+    start_epoch: int = 1
+    resumed_from_epoch: int = 0  # 0: a fresh run
+
+
+def _set_up(model: nn.Module, train_loader, cfg, device: torch.device) -> _Optimisation:
+    """Seed, move ``model`` to ``device`` (wrapped in DDP on several ranks) and build Adam, the
+    plateau scheduler, the AMP scaler (CUDA only) and the warmup length."""
+    seed_everything(cfg.seed)
+    bare = unwrap_model(model).to(device)
+    net = bare
+    is_dist, world = _distributed_world()
+    if is_dist and world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(
+            bare, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    optimizer = torch.optim.Adam(bare.parameters(), lr=cfg.lr)
+    scheduler = make_plateau_scheduler(
+        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+    )
+    use_amp = device.type == "cuda"
+    return _Optimisation(
+        net=net, bare=bare, optimizer=optimizer, scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp,
+        warmup_epochs=resolve_warmup_epochs(cfg, bare),
+        steps_per_epoch=_steps_per_epoch(train_loader, cfg.max_steps),
+    )
+
+
+def _resume(last_path: Path, opt: _Optimisation, config: dict, cfg, device, is_main: bool) -> _Progress:
+    """The progress saved in ``last_path`` (weights, optimiser, scheduler, scaler and RNG states
+    loaded into ``opt``), or a fresh run's when there is none."""
+    if not last_path.exists():
+        return _Progress()
+    # Check before loading anything: a mismatched file must not touch the caller's model.
+    check_resumable(last_path, read_checkpoint(last_path), config)
+    ckpt = load_checkpoint(
+        last_path, opt.bare, opt.optimizer, opt.scheduler, opt.scaler, map_location=device
+    )
+    progress = _Progress(
+        history=list(ckpt.get("history", [])),
+        best_val=float(ckpt.get("best_val", math.inf)),
+        best_epoch=int(ckpt.get("best_epoch", 0)),
+        bad_epochs=int(ckpt.get("bad_epochs", 0)),
+        train_seconds=float(ckpt.get("train_seconds", 0.0)),
+        start_epoch=int(ckpt["epoch"]) + 1,
+        resumed_from_epoch=int(ckpt["epoch"]),
+    )
+    if "rng" in ckpt:
+        _set_rng_state(ckpt["rng"])
+    if is_main:
+        print(f"resuming from {last_path} after epoch {ckpt['epoch']} (best va={progress.best_val:.4f})")
+        if progress.start_epoch > cfg.epochs:
+            print(f"{last_path.name}: the run already reached epoch {ckpt['epoch']} of "
+                  f"{cfg.epochs}; nothing to train (raise epochs to continue it)")
+    return progress
+
+
+def _train_one_epoch(opt: _Optimisation, loader, loss_fn, cfg, device, epoch: int,
+                     is_main: bool) -> float:
+    """One pass over ``loader`` (at most ``cfg.max_steps`` batches), with the warmup's learning
+    rate per step; returns the mean batch loss over all ranks."""
+    _start_epoch_data(loader, epoch, cfg.seed)
+    opt.net.train()
+    total, count = 0.0, 0
+    bar = tqdm(
+        total=opt.steps_per_epoch, desc=f"Ep{epoch:02d}", disable=not is_main,
+        leave=False, mininterval=5.0, dynamic_ncols=True,
+    )
+    for step, (noisy, clean) in enumerate(loader):
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+        global_step = (epoch - 1) * opt.steps_per_epoch + step
+        if global_step < opt.warmup_steps:
+            for group in opt.optimizer.param_groups:
+                group["lr"] = cfg.lr * (global_step + 1) / opt.warmup_steps
+        elif opt.warmup_steps and global_step == opt.warmup_steps:
+            for group in opt.optimizer.param_groups:
+                group["lr"] = cfg.lr
+        noisy = noisy.to(device, non_blocking=True)
+        clean = clean.to(device, non_blocking=True)
+        opt.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=opt.use_amp):
+            est = opt.net(noisy)  # (B, T)
+        loss = loss_fn(est.float(), clean.float())  # loss in fp32 even under AMP
+        opt.scaler.scale(loss).backward()
+        opt.scaler.unscale_(opt.optimizer)
+        nn.utils.clip_grad_norm_(opt.bare.parameters(), cfg.grad_clip)
+        opt.scaler.step(opt.optimizer)
+        opt.scaler.update()
+        total += float(loss.detach())
+        count += 1
+        bar.update(1)
+        if is_main and count % 50 == 0:
+            bar.set_postfix(loss=f"{total / count:.4f}")
+    bar.close()
+    return _mean_over_ranks(total, count, device)
+
+
+def _validate(bare: nn.Module, loader, loss_fn, device, max_steps) -> tuple[float, float]:
+    """(validation loss per item over all ranks, seconds per item on this rank).
+
+    Validates the bare model, after giving every rank rank 0's buffers (BatchNorm statistics:
+    the model that is saved). Through the DDP wrapper each forward would broadcast buffers, a
+    collective that hangs when the shards have unequal batch counts; this way validation shards
+    may be uneven (every item once, none repeated).
+    """
+    _sync_buffers(bare)
+    t_val = time.perf_counter()
+    val_loss = evaluate_loss(bare, loader, loss_fn, device, max_steps=max_steps)
+    items = _loader_items(loader, max_steps)
+    return val_loss, (time.perf_counter() - t_val) / max(items, 1)
+
+
+def _save_epoch(work: Path, best_path: Path, opt: _Optimisation, progress: _Progress, cfg,
+                config: dict, epoch: int, val_loss: float, improved: bool) -> None:
+    """Write this epoch's checkpoints (best, every ``checkpoint_every``, last) and history.csv.
+
+    Every checkpoint holds the full training state (model, optimizer, scheduler, scaler, epoch,
+    best_val, config, history, RNG): any of them can resume a run.
+    """
+    state = dict(
+        model=opt.bare, optimizer=opt.optimizer, scheduler=opt.scheduler, scaler=opt.scaler,
+        epoch=epoch, val_loss=val_loss, best_val=progress.best_val, best_epoch=progress.best_epoch,
+        config=config, history=progress.history, bad_epochs=progress.bad_epochs,
+        train_seconds=progress.train_seconds, rng=_rng_state(),
+        # the architecture as built (mask type included): loaders rebuild from it
+        model_config=opt.bare.get_config() if hasattr(opt.bare, "get_config") else None,
+    )
+    if improved:
+        save_checkpoint(best_path, **state)
+    if epoch % cfg.checkpoint_every == 0:
+        save_checkpoint(work / checkpoint_name(epoch), **state)
+    save_checkpoint(work / LAST_CHECKPOINT, **state)
+    _write_history(work / HISTORY_FILE, progress.history)
 
 
 def train_model(
@@ -315,170 +479,71 @@ def train_model(
     work = Path(work_dir if work_dir is not None else cfg.work_dir)
     if is_main:
         work.mkdir(parents=True, exist_ok=True)
-    use_amp = device.type == "cuda"
-    is_dist, world = _train_distributed()
-
-    _train_seed_everything(cfg.seed)
-    bare = unwrap_model(model).to(device)
-    net = bare
-    if is_dist and world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(
-            bare, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    optimizer = torch.optim.Adam(bare.parameters(), lr=cfg.lr)
-    scheduler = make_plateau_scheduler(
-        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    warmup_epochs = resolve_warmup_epochs(cfg, bare)
-    steps_per_epoch = _train_steps_per_epoch(train_loader, cfg.max_steps)
-    warmup_steps = warmup_epochs * steps_per_epoch
-
-    history: list = []
-    best_val, best_epoch, bad_epochs, start_epoch = math.inf, 0, 0, 1
-    resumed_from_epoch = 0
-    train_seconds = 0.0
-    last_path = work / "last.pth"
+    opt = _set_up(model, train_loader, cfg, device)
     best_path = work / best_checkpoint_name(cfg.model)
-    config = _train_config_dict(cfg)
-    if last_path.exists():
-        # Check before loading anything: a mismatched file must not touch the caller's model.
-        _train_check_resumable(last_path, read_checkpoint(last_path), config)
-        ckpt = load_checkpoint(
-            last_path, bare, optimizer, scheduler, scaler, map_location=device
-        )
-        history = list(ckpt.get("history", []))
-        best_val = float(ckpt.get("best_val", math.inf))
-        best_epoch = int(ckpt.get("best_epoch", 0))
-        bad_epochs = int(ckpt.get("bad_epochs", 0))
-        train_seconds = float(ckpt.get("train_seconds", 0.0))
-        start_epoch = int(ckpt["epoch"]) + 1
-        resumed_from_epoch = int(ckpt["epoch"])
-        if "rng" in ckpt:
-            _train_set_rng_state(ckpt["rng"])
-        if is_main:
-            print(f"resuming from {last_path} after epoch {ckpt['epoch']} (best va={best_val:.4f})")
-            if start_epoch > cfg.epochs:
-                print(f"{last_path.name}: the run already reached epoch {ckpt['epoch']} of "
-                      f"{cfg.epochs}; nothing to train (raise epochs to continue it)")
+    config = _config_dict(cfg)
+    progress = _resume(work / LAST_CHECKPOINT, opt, config, cfg, device, is_main)
 
-    stopped_early = bad_epochs >= cfg.patience and start_epoch > 1
+    stopped_early = progress.bad_epochs >= cfg.patience and progress.start_epoch > 1
     stopped_by = "early_stop" if stopped_early else "epochs"
     session_seconds: list = []  # epoch durations of this call
     val_per_item = None  # validation seconds per item, this call
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    for epoch in range(progress.start_epoch, cfg.epochs + 1):
         if stopped_early:
             break
-        if _train_budget_stop(budget, history, session_seconds, val_per_item, epoch, device,
-                              is_main):
+        if _budget_stop(budget, progress.history, session_seconds, val_per_item, epoch, device,
+                        is_main):
             stopped_by = "time_budget"
             break
         t0 = time.perf_counter()
-        _train_start_epoch_data(train_loader, epoch, cfg.seed)
-        net.train()
-        total, count = 0.0, 0
-        lr_before = optimizer.param_groups[0]["lr"]
-        bar = tqdm(
-            total=steps_per_epoch, desc=f"Ep{epoch:02d}", disable=not is_main,
-            leave=False, mininterval=5.0, dynamic_ncols=True,
-        )
-        for step, (noisy, clean) in enumerate(train_loader):
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
-            global_step = (epoch - 1) * steps_per_epoch + step
-            if global_step < warmup_steps:
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * (global_step + 1) / warmup_steps
-            elif warmup_steps and global_step == warmup_steps:
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr
-            noisy = noisy.to(device, non_blocking=True)
-            clean = clean.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                est = net(noisy)  # (B, T)
-            loss = loss_fn(est.float(), clean.float())  # loss in fp32 even under AMP
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(bare.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            total += float(loss.detach())
-            count += 1
-            bar.update(1)
-            if is_main and count % 50 == 0:
-                bar.set_postfix(loss=f"{total / count:.4f}")
-        bar.close()
-        train_loss = _train_mean_over_ranks(total, count, device)
-        # Validate the bare model, after giving every rank rank 0's buffers (BatchNorm
-        # statistics: the model that is saved). Through the DDP wrapper each forward would
-        # broadcast buffers, a collective that hangs when the shards have unequal batch counts;
-        # this way validation shards may be uneven (every item once, none repeated).
-        _train_sync_buffers(bare)
-        t_val = time.perf_counter()
-        val_loss = evaluate_loss(bare, val_loader, loss_fn, device, max_steps=cfg.max_steps)
-        val_items = _train_loader_items(val_loader, cfg.max_steps)
-        val_per_item = (time.perf_counter() - t_val) / max(val_items, 1)
+        lr_before = opt.optimizer.param_groups[0]["lr"]
+        train_loss = _train_one_epoch(opt, train_loader, loss_fn, cfg, device, epoch, is_main)
+        val_loss, val_per_item = _validate(opt.bare, val_loader, loss_fn, device, cfg.max_steps)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDivergedError(
                 f"epoch {epoch}: loss is not finite (train {train_loss}, val {val_loss}); "
                 f"lower lr (now {cfg.lr}) or grad_clip (now {cfg.grad_clip})"
             )
-        in_warmup = epoch <= warmup_epochs
+        in_warmup = epoch <= opt.warmup_epochs
         if not in_warmup:
-            scheduler.step(val_loss)
-        lr_now = optimizer.param_groups[0]["lr"]
-        improved = val_loss < best_val
+            opt.scheduler.step(val_loss)
+        lr_now = opt.optimizer.param_groups[0]["lr"]
+        improved = val_loss < progress.best_val
         if improved:
-            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
+            progress.best_val, progress.best_epoch, progress.bad_epochs = val_loss, epoch, 0
         else:
-            bad_epochs += 1
+            progress.bad_epochs += 1
         seconds = time.perf_counter() - t0
-        train_seconds += seconds
+        progress.train_seconds += seconds
         session_seconds.append(seconds)
         row = {
             "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr_now,
             "seconds": round(seconds, 3), "saved": bool(improved),
             "val_seconds_per_item": val_per_item,  # checkpoint only (the time budget's estimate)
         }
-        history.append(row)
+        progress.history.append(row)
         if is_main:
-            # Every checkpoint holds the full training state (model, optimizer, scheduler,
-            # scaler, epoch, best_val, config, history, RNG): any of them can resume a run.
-            state = dict(
-                model=bare, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                epoch=epoch, val_loss=val_loss, best_val=best_val, best_epoch=best_epoch,
-                config=config, history=history, bad_epochs=bad_epochs,
-                train_seconds=train_seconds, rng=_train_rng_state(),
-                # the architecture as built (mask type included): loaders rebuild from it
-                model_config=bare.get_config() if hasattr(bare, "get_config") else None,
-            )
-            if improved:
-                save_checkpoint(best_path, **state)
-            if epoch % cfg.checkpoint_every == 0:
-                save_checkpoint(work / f"ckpt_ep{epoch}.pth", **state)
-            save_checkpoint(last_path, **state)
-            _train_write_history(work / "history.csv", history)
+            _save_epoch(work, best_path, opt, progress, cfg, config, epoch, val_loss, improved)
             print(format_epoch_line(row, warmup=in_warmup, lr_dropped=lr_now < lr_before and not in_warmup), flush=True)
-        if bad_epochs >= cfg.patience:
+        if progress.bad_epochs >= cfg.patience:
             stopped_early = True
             stopped_by = "early_stop"
             if is_main:
-                print(f"early stop: no improvement in {cfg.patience} epochs (best Ep{best_epoch:02d})")
+                print(f"early stop: no improvement in {cfg.patience} epochs (best Ep{progress.best_epoch:02d})")
             break
+    is_dist, world = _distributed_world()
     if is_dist and world > 1:
         dist.barrier()  # rank 0's files are complete before any rank returns
     return TrainResult(
-        history=history, best_epoch=best_epoch, best_val=best_val, epochs_run=len(history),
-        train_seconds=train_seconds, stopped_early=stopped_early,
-        best_path=str(best_path) if best_epoch else None, stopped_by=stopped_by,
-        epochs_this_session=len(session_seconds), resumed_from_epoch=resumed_from_epoch,
+        history=progress.history, best_epoch=progress.best_epoch, best_val=progress.best_val,
+        epochs_run=len(progress.history), train_seconds=progress.train_seconds,
+        stopped_early=stopped_early,
+        best_path=str(best_path) if progress.best_epoch else None, stopped_by=stopped_by,
+        epochs_this_session=len(session_seconds), resumed_from_epoch=progress.resumed_from_epoch,
     )
 
 
-def _train_loader_items(loader, max_steps=None) -> int:
+def _loader_items(loader, max_steps=None) -> int:
     """Items one pass over ``loader`` yields (at most ``max_steps`` batches); 0 when unknown."""
     try:
         n_batches = len(loader)
@@ -511,4 +576,4 @@ def evaluate_loss(net: nn.Module, loader, loss_fn, device, max_steps=None) -> fl
         items = int(noisy.shape[0])
         total += float(loss_fn(est.float(), clean.float())) * items
         count += items
-    return float(_train_mean_over_ranks(total, count, torch.device(device)))
+    return float(_mean_over_ranks(total, count, torch.device(device)))
