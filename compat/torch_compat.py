@@ -434,12 +434,30 @@ def run_without_cuda_init(fn, *args, **kwargs):
         return pool.submit(fn, *args, **kwargs).result()
 
 
+#: The libraries besides torch whose versions a run reports (the environment check and the
+#: summary JSON's "versions" both come from `library_versions`).
+LIBRARY_PACKAGES = ("torchaudio", "numpy", "scipy", "soundfile", "pesq", "pystoi", "tqdm",
+                    "matplotlib")
+
+
 def _compat_version(dist: str):
     """Installed version of distribution `dist`, or None (read from metadata: no import)."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def library_versions() -> dict:
+    """python, torch, its CUDA build and the installed version (None: missing) of each of
+    `LIBRARY_PACKAGES`."""
+    versions = {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "cuda": getattr(getattr(torch, "version", None), "cuda", None),
+    }
+    versions.update({name: _compat_version(name) for name in LIBRARY_PACKAGES})
+    return versions
 
 
 def environment_report(work_dir=None) -> dict:
@@ -465,15 +483,8 @@ def environment_report(work_dir=None) -> dict:
     except OSError:
         disk_free = None
     return {
-        "python": platform.python_version(),
+        **library_versions(),
         "executable": sys.executable,
-        "torch": str(torch.__version__),
-        "cuda": getattr(getattr(torch, "version", None), "cuda", None),
-        "torchaudio": _compat_version("torchaudio"),
-        "numpy": _compat_version("numpy"),
-        "soundfile": _compat_version("soundfile"),
-        "pesq": _compat_version("pesq"),
-        "pystoi": _compat_version("pystoi"),
         "gpus": gpus,
         "cpu_count": os.cpu_count(),
         "work_dir": str(work),
@@ -485,7 +496,7 @@ def format_environment(report: dict) -> str:
     """Human-readable lines for `environment_report()`."""
     libs = ", ".join(
         f"{k} {report.get(k) or 'missing'}"
-        for k in ("torch", "torchaudio", "numpy", "soundfile", "pesq", "pystoi")
+        for k in ("torch", *LIBRARY_PACKAGES)
     )
     lines = [f"python {report.get('python')} | {libs}"]
     if report.get("cuda"):

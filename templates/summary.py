@@ -5,33 +5,23 @@ JSON has no NaN: ``build_summary`` turns every non-finite number into ``null`` a
 would still write ``NaN``/``Infinity``, and writes atomically.
 """
 
-import importlib.metadata
 import json
 import math
-import platform
 from pathlib import Path
 
 import torch
 
-from compat.torch_compat import cuda_device_count
+from compat.torch_compat import cuda_device_count, library_versions
 from templates.checkpoint import atomic_write
 from templates.datasets import DEFAULT_DATASET, published_comparison
 from templates.models.registry import count_parameters
 
 SUMMARY_METRICS = ("pesq", "stoi", "si_sdr")
-_SUMMARY_PACKAGES = ("numpy", "scipy", "soundfile", "pesq", "pystoi", "torchaudio", "tqdm",
-                     "matplotlib")
 
 
-def library_versions() -> dict:
-    """python, torch, CUDA and the installed versions of the libraries a run depends on."""
-    versions = {"python": platform.python_version(), "torch": torch.__version__,
-                "cuda": torch.version.cuda}
-    for name in _SUMMARY_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+def summary_versions() -> dict:
+    """``library_versions()`` (compat.torch_compat) and the names of the visible GPUs."""
+    versions = library_versions()
     if cuda_device_count() > 0:
         versions["gpus"] = [torch.cuda.get_device_name(i) for i in range(cuda_device_count())]
     return versions
@@ -84,7 +74,7 @@ def build_summary(*, cfg, model, train_result, eval_result, extra=None) -> dict:
         # the dataset row and, for VoiceBank+DEMAND, the published PESQ figures next to ours
         "dataset": published_comparison(getattr(cfg, "dataset", DEFAULT_DATASET), metrics,
                                          len(table.rows), eval_result.mode),
-        "versions": library_versions(),
+        "versions": summary_versions(),
         "config": cfg.to_dict(),
     }
     if extra:
