@@ -105,7 +105,8 @@ def kernel_metadata(
         "is_private": private,
         "enable_gpu": True,
         "enable_tpu": False,
-        # The first code cell pip-installs pesq, pystoi and py7zr.
+        # The install section pip-installs what the image lacks (NOTEBOOK_REQUIREMENTS), and
+        # a dataset that is not mounted is downloaded with kagglehub.
         "enable_internet": True,
         "dataset_sources": [dataset_source(dataset).slug],
         "competition_sources": [],

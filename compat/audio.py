@@ -1,6 +1,6 @@
 """Audio I/O that survives moving library versions.
 
-Kaggle's newer torchaudio removed ``torchaudio.info`` (the seed's breakage #4), and decoding a
+Kaggle's newer torchaudio removed ``torchaudio.info``, and decoding a
 17-24 s file to learn its length or to cut a 3 s crop wastes most of an epoch's I/O. So:
 
 - ``audio_info`` reads the header only: soundfile, else ``torchaudio.info`` where it still exists,

@@ -1,6 +1,6 @@
 """Shims for the torch APIs that changed under the notebooks on Kaggle.
 
-The seed's four breakages: `get_device_properties(i).total_mem` (now `total_memory`),
+Four changes that broke notebooks on Kaggle: `get_device_properties(i).total_mem` (now `total_memory`),
 `ReduceLROnPlateau(verbose=...)` (removed), `torch.load` defaulting to `weights_only=True`
 (older checkpoints of ours hold numpy scalars and RNG states: `torch_load` allows exactly those
 and never unpickles fully unless told the file is trusted), and a GPU older than the installed
@@ -243,7 +243,7 @@ def gpu_total_memory(index: int = 0) -> int:
     """Total memory in bytes of CUDA device `index`.
 
     Reads `total_memory`, falling back to `total_mem` (the attribute name differs across torch
-    builds; the seed's notebook died on `total_mem`).
+    builds; code that reads only `total_mem` fails on current torch).
     """
     count = cuda_device_count()
     if count == 0:

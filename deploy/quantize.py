@@ -77,6 +77,3 @@ def load_int8(path, *, trusted: bool = False) -> nn.Module:
     qmodel.load_state_dict(obj["model"])
     return qmodel.eval()
 
-
-def file_size_mb(path) -> float:
-    return Path(path).stat().st_size / 2**20

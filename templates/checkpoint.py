@@ -2,7 +2,7 @@
 
 A checkpoint is a dict ``{model, optimizer, scheduler, scaler, epoch, best_val, config, format,
 ...}`` where each component is a ``state_dict``. Old Kaggle runs saved a bare model state_dict
-(the seed's ``KeyError: 'model'``); ``load_checkpoint`` accepts those too.
+(read as one of ours it raises ``KeyError: 'model'``); ``load_checkpoint`` accepts those too.
 
 Loading never runs code from the file unless the caller says it is trusted: it goes through
 ``compat.torch_compat.torch_load``, a weights-only load that also allows numpy arrays and scalars

@@ -1,8 +1,8 @@
 """Finding, pairing, splitting and cropping the noisy/clean dataset.
 
-The seed's worst bug was a random crop drawn separately for the noisy and the clean file, so the
-models trained for hours on unrelated segments. ``AlignedCropDataset`` draws ONE offset per item
-and reads the same sample span from both files.
+A random crop drawn separately for the noisy and the clean file trains a model for hours on
+unrelated segments. ``AlignedCropDataset`` draws ONE offset per item and reads the same sample
+span from both files.
 """
 
 import os
@@ -355,8 +355,8 @@ def _data_worker_init(worker_id: int) -> None:
 def make_loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int, drop_last: bool = False, sampler=None) -> DataLoader:
     """A DataLoader with seeded shuffling and, with workers, persistent seeded workers.
 
-    Persistent workers live across epochs; the seed's ``^^ AssertionError`` spam came from
-    workers torn down at every epoch end. ``shuffle`` is ignored when a ``sampler`` (e.g. a
+    Persistent workers live across epochs: workers torn down at every epoch end fill the log
+    with ``^^ AssertionError`` tracebacks. ``shuffle`` is ignored when a ``sampler`` (e.g. a
     DistributedSampler) is given. Memory is pinned only when CUDA is there to use it.
     """
     g = torch.Generator()

@@ -4,8 +4,8 @@
 ``overlap_seconds`` and cross-fades them with raised-cosine weights, so a 24 s file costs the
 memory of a 6 s one and the output has exactly the input length. ``evaluate_model`` scores
 PESQ-wb, STOI and SI-SDR for noisy and enhanced (``templates.metrics.score_pairs``, all cores),
-either on whole files (``eval_mode="full"``) or on the seed's first 3 s (``"first3"``, offset 0,
-to reproduce its published numbers).
+either on whole files (``eval_mode="full"``) or on their first 3 s (``"first3"``, offset 0: the
+protocol of the Libri figures quoted in README.md).
 """
 
 import math
@@ -134,7 +134,7 @@ def evaluate_model(model: nn.Module, test_pairs, cfg, device) -> EvalResult:
     """Score noisy and enhanced audio of ``test_pairs`` [(noisy_path, clean_path), ...].
 
     ``cfg.eval_mode``: ``"full"`` enhances whole files (chunked), ``"first3"`` the first 3 s
-    (offset 0, one pass, as the seed did). ``cfg.max_test_files`` caps the number of pairs.
+    (offset 0, one pass). ``cfg.max_test_files`` caps the number of pairs.
     Files that cannot be read are skipped and listed in ``table.skipped`` with the reason;
     ``eval_per_file.csv`` is written to ``cfg.work_dir``.
     """

@@ -43,8 +43,8 @@ class MagL1Loss(nn.Module):
     scaling the estimate. The 0.3 power compresses the 80 dB range of speech magnitudes so quiet
     high-frequency bins and pauses count, the same weighting the maskers see (templates/models/
     base.py). `scale` only sets the reading, Adam being invariant to it: 0.25 puts noisy-vs-clean
-    at the scale of the seed's logged losses (v2 validation about 0.05 after training, v1
-    plateau 0.100).
+    at the scale of the magnitude-L1 losses in earlier training logs (validation about 0.05
+    after training, 0.100 at a plateau).
 
     Calibration (3 s synthetic speech-like signals: harmonic voiced segments with formants,
     fricative bursts, syllabic envelope and pauses, 4 utterances per cell), noisy-vs-clean loss:
@@ -87,7 +87,7 @@ class SISDRLoss(nn.Module):
     Unlike the two spectral losses this one is not 0 at identity: SI-SDR of a perfect estimate
     is bounded only by `eps` (about +100 dB for speech-level signals), so the loss reaches about
     -100 there, and it is negative whenever the estimate beats 0 dB. Keeping it equal to minus
-    the reported metric (e.g. -8.6 for the seed's CRN v2 result) was preferred over shifting it.
+    the reported metric (e.g. -8.6 for a CRN at 8.6 dB SI-SDR) was preferred over shifting it.
     """
 
     def __init__(self, eps: float = 1e-8) -> None:

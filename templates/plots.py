@@ -25,7 +25,7 @@ def _plots_pyplot():
 
 
 def plot_training_curves(history, path) -> Path:
-    """Train and val loss per epoch (two panels, like the seed), best epoch and LR drops marked.
+    """Train and val loss per epoch (two panels), best epoch and LR drops marked.
 
     ``history``: dicts with ``epoch``, ``train_loss``, ``val_loss``, ``lr`` (``TrainResult``).
     """

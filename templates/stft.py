@@ -5,7 +5,7 @@ module turns the masked complex spectrum back into a waveform of the original le
 transform outside the networks (asteroid's encoder/masker/decoder split) means CRN and DPT differ
 only in their maskers, and the losses use the very same transform.
 
-Defaults match the seed: n_fft 512, hop 256, periodic Hann window, 257 bins, `center=True`, so
+Defaults: n_fft 512, hop 256, periodic Hann window, 257 bins, `center=True`, so
 3 s at 16 kHz (48,000 samples) gives 1 + 48000 // 256 = 188 frames.
 """
 

@@ -210,7 +210,7 @@ def _write_history(path: Path, history: list) -> None:
 
 
 def format_epoch_line(row: dict, warmup: bool = False, lr_dropped: bool = False) -> str:
-    """``Ep04 tr=0.0564 va=0.0549 lr=1.0e-03 41s SAVED`` (the seed's log line, plus lr/time)."""
+    """``Ep04 tr=0.0564 va=0.0549 lr=1.0e-03 41s SAVED`` (losses, learning rate, seconds; SAVED on improvement)."""
     notes = []
     if row["saved"]:
         notes.append("SAVED")

@@ -13,11 +13,11 @@ compressed-spectrum SE literature) shrinks that to about 24 dB, is scale-covaria
 change becomes one multiplicative factor, which BatchNorm/LayerNorm absorb, unlike log1p whose
 behaviour switches from linear to logarithmic around |X| = 1 depending on the recording level),
 and keeps quiet high-frequency bins visible to the network. The mask is still applied to the
-uncompressed complex spectrum, so the inverse stays exact. `"log1p"` and `"none"` (the seed's
-raw input) remain available through the constructor.
+uncompressed complex spectrum, so the inverse stays exact. `"log1p"` and `"none"` (the raw
+magnitude) remain available through the constructor.
 
 Output: a real magnitude mask or a complex ratio mask (`output`, recorded in `get_config`).
-- `"mask"` (the seed's and the default): the masker sees |X| (B, 1, F, N) and returns a sigmoid
+- `"mask"` (the default): the masker sees |X| (B, 1, F, N) and returns a sigmoid
   mask in [0, 1]; the enhanced spectrum keeps the noisy phase, which caps SI-SDR and PESQ at low
   SNR (the phase error of a bin where noise dominates is never corrected).
 - `"crm"`: a complex ratio mask, as in DCCRN / GTCRN. The masker sees |X|, Re X, Im X

@@ -1,7 +1,6 @@
-"""CRN v2: convolutional encoder, per-frequency LSTM over time, transposed-conv decoder.
+"""CRN v3: convolutional encoder, per-frequency LSTM over time, transposed-conv decoder.
 
-The seed's architecture (1,811,009 parameters: encoder 20.5%, LSTM 58.1%, decoder 21.4%),
-reproduced exactly with these choices:
+1,811,009 parameters (encoder 20.5%, LSTM 58.1%, decoder 21.4%), from these choices:
 - encoder: three Conv2d, kernel 3x3, stride (2, 1), padding 1, each followed by BatchNorm and
   ReLU; frequency 257 -> 129 -> 65 -> 33, channels 1 -> 64 -> 128 -> 256 (370,560 params);
 - core: one 2-layer LSTM (input 256, hidden 256) shared by all 33 encoded frequency positions,
@@ -10,8 +9,8 @@ reproduced exactly with these choices:
 - decoder: three ConvTranspose2d, kernel 3x3, stride (2, 1), padding 1, output_padding (1, 0),
   each with BatchNorm and ReLU; frequency 33 -> 66 -> 132 -> 264, channels 256 -> 128 -> 64 -> 32,
   then a 1x1 conv to one channel, bilinear interpolation 264 -> 257 and a sigmoid
-  (387,777 params). No skip connections: the seed had none, and the decoder's 66/132 rows do not
-  line up with the encoder's 129/65 anyway.
+  (387,777 params). No skip connections: the decoder's 66/132 rows do not line up with the
+  encoder's 129/65.
 The encoder/decoder kernels see 3 frames, so the model is not causal; the LSTM is unidirectional.
 """
 

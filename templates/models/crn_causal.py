@@ -1,6 +1,6 @@
 """Causal CRN ("crn_causal"): the CRN layout made streamable, one STFT hop at a time.
 
-Same structure as CRN v2 (conv encoder stride (2,1) on frequency 257 -> 129 -> 65 -> 33, an LSTM
+Same structure as CRN v3 (conv encoder stride (2,1) on frequency 257 -> 129 -> 65 -> 33, an LSTM
 over time for each of the 33 frequency positions, transposed-conv decoder back to 257 bins,
 sigmoid mask), with every operation along time made causal so that frame n's mask depends only
 on frames 0..n:

@@ -1,6 +1,6 @@
-"""DPT v2: convolutional encoder, dual-path transformer (frequency then time), mask decoder.
+"""DPT v3: convolutional encoder, dual-path transformer (frequency then time), mask decoder.
 
-The seed's architecture (904,705 parameters) with d_model 128, 4 heads, feed-forward 512 and
+A budget of 904,705 parameters with d_model 128, 4 heads, feed-forward 512 and
 2 dual-path blocks. Choices, and where the count lands:
 - encoder: Conv2d 1 -> 64 -> 128, kernel 3x3, stride (2, 1), padding 1, BatchNorm and ReLU after
   each; frequency 257 -> 129 -> 65 (74,880 params);
@@ -13,9 +13,9 @@ The seed's architecture (904,705 parameters) with d_model 128, 4 heads, feed-for
 - additive skip: encoder output + dual-path output;
 - decoder: bilinear upsampling 65 -> 257 bins, Conv2d 128 -> 32 (3x3) + BatchNorm + ReLU,
   Conv2d 32 -> 1 (1x1), sigmoid (36,993 params).
-Total 913,281 = seed + 0.95% (the seed's exact decoder split was not recorded; without the
-position embedding this layout has 904,961, +0.03%). Attention over all frames makes the model
-non-causal. `default_warmup_epochs = 3` tells the trainer to warm the learning rate up.
+Total 913,281 = budget + 0.95% (without the position embedding this layout has 904,961,
++0.03%). Attention over all frames makes the model non-causal. `default_warmup_epochs = 3`
+tells the trainer to warm the learning rate up.
 """
 
 from __future__ import annotations
