@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from compat.audio import audio_info, load_audio
+from compat.audio import SAMPLE_RATE, audio_info, load_audio
 
 
-def write_files(folder: Path, n: int, lo: float, hi: float, sr: int = 16000, seed: int = 0) -> list[Path]:
+def write_files(folder: Path, n: int, lo: float, hi: float, sr: int = SAMPLE_RATE, seed: int = 0) -> list[Path]:
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
@@ -47,7 +47,7 @@ def best_of(fn, repeat: int) -> float:
     return min(times)
 
 
-def run(n_files: int, lo: float, hi: float, crop_s: float, repeat: int, sr: int = 16000) -> dict:
+def run(n_files: int, lo: float, hi: float, crop_s: float, repeat: int, sr: int = SAMPLE_RATE) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="bench_audio_io_"))
     try:
         t = time.perf_counter()

@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from compat.audio import SAMPLE_RATE  # noqa: E402
 from smoke.dataset import NOISE_TYPES, make_noise, mix_at_snr, speech_like  # noqa: E402
 from templates.metrics import score_pairs  # noqa: E402
 
@@ -27,7 +28,7 @@ def make_items(n_pairs: int, seed: int = 0, seconds=(16.0, 24.0)):
     items = []
     for i in range(n_pairs):
         rng = np.random.default_rng([seed, i])
-        n = int(rng.uniform(*seconds) * 16000)
+        n = int(rng.uniform(*seconds) * SAMPLE_RATE)
         clean = speech_like(rng, n)
         noise = make_noise(NOISE_TYPES[i % len(NOISE_TYPES)], rng, n)
         noisy, clean = mix_at_snr(clean, noise, rng.uniform(0, 10))
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     items = make_items(args.pairs, args.seed)
-    audio_s = sum(len(it[1]) for it in items) / 16000
+    audio_s = sum(len(it[1]) for it in items) / SAMPLE_RATE
     print(f"{len(items)} pairs, {audio_s / len(items):.1f} s mean, {audio_s:.0f} s of audio "
           f"(generated in {time.perf_counter() - t0:.1f} s); {os.cpu_count()} CPUs")
 

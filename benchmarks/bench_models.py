@@ -16,11 +16,11 @@ import time
 
 import torch
 
+from compat.audio import SAMPLE_RATE
 from templates.losses import build_loss
 from templates.models.registry import build_model, count_parameters
 
 SEED_BATCH = {"crn": 16, "dpt": 8, "crn_causal": 16, "compact_crn": 16}  # the builders' BATCH_SIZE
-SAMPLE_RATE = 16000
 
 
 def bench_training(name: str, batch: int, steps: int, warmup: int, crop_s: float = 3.0) -> dict:

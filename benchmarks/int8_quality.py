@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import templates.models.crn_causal  # noqa: E402,F401
-from compat.audio import load_audio  # noqa: E402
+from compat.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from deploy.quantize import quantize_int8  # noqa: E402
 from deploy.vad import (  # noqa: E402
     DEFAULT_DETECTOR,
@@ -61,7 +61,7 @@ def speech_vad_label(speech_vad: str) -> str:
 
 
 def score_side_by_side(files, outputs, speech_vad: str = DEFAULT_DETECTOR, workers=None,
-                       sample_rate: int = 16000) -> dict:
+                       sample_rate: int = SAMPLE_RATE) -> dict:
     """Noisy, fp32 and INT8 scores over the same files, per metric.
 
     files: [(name, clean (T,), noisy (T,))]; outputs: {"fp32": [(T,) ...], "int8": [...]} in
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     root = build_local_dataset(Path(args.out) / "data", n_train=24, n_test=args.n_test, seed=0)
     train = pair_files(root / "train", root / "y_train").pairs
     test = pair_files(root / "test", root / "y_test").pairs
-    ds = AlignedCropDataset(train, 16000, train=True)
+    ds = AlignedCropDataset(train, SAMPLE_RATE, train=True)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=True)
     model = build_model(args.model, **SMALL[args.model])
     opt = torch.optim.Adam(model.parameters(), 2e-3)

@@ -37,7 +37,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compat.audio import load_audio  # noqa: E402
+from compat.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from templates.config import RunConfig  # noqa: E402
 from templates.data import AlignedCropDataset, make_loader, pair_files  # noqa: E402
 from templates.evaluate import enhance_waveform  # noqa: E402
@@ -46,7 +46,6 @@ from templates.metrics import score_pairs  # noqa: E402
 from templates.models.registry import build_model, count_parameters, model_names  # noqa: E402
 from templates.peers import PEERS, PeerUnavailable  # noqa: E402
 
-SAMPLE_RATE = 16000
 DEFAULT_DATA = Path.home() / ".cache" / "se-toolkit" / "quality-data"
 DATA_ARGS = {"n_train": 64, "n_test": 10, "seconds": (4.0, 8.0), "seed": 0}
 TRAIN_KEYS = ("loss", "lr")

@@ -167,7 +167,7 @@ def _read_span_torchaudio(ta, path: Path, start: int, stop: int | None) -> tuple
     return wav.detach().cpu().numpy().astype(np.float32).T, int(sr)
 
 
-def load_audio(path, sample_rate: int = 16000, offset: int = 0, frames: int | None = None) -> torch.Tensor:
+def load_audio(path, sample_rate: int = SAMPLE_RATE, offset: int = 0, frames: int | None = None) -> torch.Tensor:
     """Mono float32 waveform ``(samples,)`` at ``sample_rate``, reading only the requested span.
 
     ``offset`` and ``frames`` count samples at the TARGET rate; they are converted to the file's

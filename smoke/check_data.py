@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from compat.audio import SAMPLE_RATE
 from templates.data import DatasetError, find_dataset, pair_files
 from templates.datacheck import DataReport, check_pairs
 from templates.datasets import DATASETS, DEFAULT_DATASET
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
                     help="refuse above this fraction of sampled pairs below --min-corr")
     ap.add_argument("--dataset", default=DEFAULT_DATASET, choices=sorted(DATASETS),
                     help="folder names of this row of templates/datasets.py (default libri)")
-    ap.add_argument("--sample-rate", type=int, default=16000)
+    ap.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     ap.add_argument("--min-seconds", type=float, default=0.5, help="skip pairs shorter than this")
     ap.add_argument("--max-unusable", type=float, default=0.1, help="refuse above this fraction of unusable files")
     args = ap.parse_args(argv)

@@ -25,6 +25,7 @@ import torch
 
 from builders.render import REPO_ROOT, build_notebook, module_cells, notebook_text, read_notebook
 from builders.spec import ModelSpec
+from compat.audio import SAMPLE_RATE
 from smoke.lint import lint_notebook, raise_for_issues
 
 
@@ -235,7 +236,7 @@ class LearningResult:
                 f"{self.steps} steps on one fixed batch in {self.seconds:.1f} s")
 
 
-def learning_batch(sample_rate: int = 16000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def learning_batch(sample_rate: int = SAMPLE_RATE, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(noisy (2, T), clean (2, T)): synthetic speech in white and pink noise at 0 dB, 1 s each."""
     from smoke.dataset import make_noise, mix_at_snr, speech_like
 
