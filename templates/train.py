@@ -321,6 +321,24 @@ class _Progress:
     start_epoch: int = 1
     resumed_from_epoch: int = 0  # 0: a fresh run
 
+    def record(self, epoch: int, train_loss: float, val_loss: float, lr: float, seconds: float,
+               val_per_item: float) -> dict:
+        """Append epoch ``epoch``'s history row (returned; ``saved``: it improved) and update
+        the best epoch, the early-stopping counter and the training time."""
+        improved = val_loss < self.best_val
+        if improved:
+            self.best_val, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+        else:
+            self.bad_epochs += 1
+        self.train_seconds += seconds
+        row = {
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
+            "seconds": round(seconds, 3), "saved": bool(improved),
+            "val_seconds_per_item": val_per_item,  # checkpoint only (the time budget's estimate)
+        }
+        self.history.append(row)
+        return row
+
 
 def _set_up(model: nn.Module, train_loader, cfg, device: torch.device) -> _Optimisation:
     """Seed, move ``model`` to ``device`` (wrapped in DDP on several ranks) and build Adam, the
@@ -508,22 +526,11 @@ def train_model(
         if not in_warmup:
             opt.scheduler.step(val_loss)
         lr_now = opt.optimizer.param_groups[0]["lr"]
-        improved = val_loss < progress.best_val
-        if improved:
-            progress.best_val, progress.best_epoch, progress.bad_epochs = val_loss, epoch, 0
-        else:
-            progress.bad_epochs += 1
         seconds = time.perf_counter() - t0
-        progress.train_seconds += seconds
         session_seconds.append(seconds)
-        row = {
-            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr_now,
-            "seconds": round(seconds, 3), "saved": bool(improved),
-            "val_seconds_per_item": val_per_item,  # checkpoint only (the time budget's estimate)
-        }
-        progress.history.append(row)
+        row = progress.record(epoch, train_loss, val_loss, lr_now, seconds, val_per_item)
         if is_main:
-            _save_epoch(work, best_path, opt, progress, cfg, config, epoch, val_loss, improved)
+            _save_epoch(work, best_path, opt, progress, cfg, config, epoch, val_loss, row["saved"])
             print(format_epoch_line(row, warmup=in_warmup, lr_dropped=lr_now < lr_before and not in_warmup), flush=True)
         if progress.bad_epochs >= cfg.patience:
             stopped_early = True
