@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from builders.render import cell_section
-from builders.spec import ModelSpec
+from render.spec import ModelSpec
 
 # small enough for a 2-core CPU in well under a minute per model
 REHEARSAL_PARAMETERS: dict[str, Any] = {

@@ -68,12 +68,14 @@ print(require_gpu(smoke=SMOKE, allow_cpu=ALLOW_CPU))  # a full run without a GPU
 
 # %%
 cfg = RunConfig(
-    model=MODEL_NAME, data_dir=DATA_DIR, work_dir=WORK_DIR, epochs=EPOCHS,
-    batch_size=BATCH_SIZE, lr=LR, crop_seconds=CROP_SECONDS, seed=SEED, max_steps=MAX_STEPS,
-    smoke=SMOKE, num_workers=NUM_WORKERS, eval_mode=EVAL_MODE, max_test_files=MAX_TEST_FILES,
-    warmup_epochs=WARMUP_EPOCHS, patience=PATIENCE, loss=LOSS, scratch_dir=SCRATCH_DIR,
-    time_budget_hours=TIME_BUDGET_HOURS, allow_cpu=ALLOW_CPU, gpus=GPUS, dataset=DATASET,
-    resume_from=RESUME_FROM,
+    model=MODEL, data_dir=DATA_DIR, work_dir=WORK_DIR, epochs=EPOCHS, batch_size=BATCH_SIZE,
+    lr=LR, crop_seconds=CROP_SECONDS, seed=SEED, max_steps=MAX_STEPS, smoke=SMOKE,
+    val_fraction=VAL_FRACTION, warmup_epochs=WARMUP_EPOCHS, patience=PATIENCE,
+    plateau_patience=PLATEAU_PATIENCE, plateau_factor=PLATEAU_FACTOR, grad_clip=GRAD_CLIP,
+    loss=LOSS, num_workers=NUM_WORKERS, eval_mode=EVAL_MODE, max_test_files=MAX_TEST_FILES,
+    checkpoint_every=CHECKPOINT_EVERY, sample_rate=SAMPLE_RATE, model_kwargs=MODEL_KWARGS,
+    scratch_dir=SCRATCH_DIR, dataset=DATASET, time_budget_hours=TIME_BUDGET_HOURS,
+    allow_cpu=ALLOW_CPU, gpus=GPUS, resume_from=RESUME_FROM,
 )
 print(cfg)
 

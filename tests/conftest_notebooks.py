@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from builders.spec import ModelSpec
+from render.spec import ModelSpec
 
 STANDIN_MODULES = {
     "compat/util.py": '''
@@ -81,7 +81,6 @@ print({"result": result})
 TINY_SPEC = ModelSpec(
     name="tiny",
     title="Tiny Test Notebook",
-    slug="tiny-test-notebook",
     model_module="templates.models.tiny",
     description="A notebook of stand-in modules.",
     parameters={"EPOCHS": 2},
