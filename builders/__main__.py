@@ -14,6 +14,10 @@ from templates.models.catalog import catalog_names
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     names = catalog_names()
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"usage: python -m builders NAME [options] (NAME: {', '.join(names)}); "
+              f"python -m builders NAME --help lists the options")
+        return 0
     if not argv or argv[0] not in names:
         given = f"unknown model {argv[0]!r}; " if argv and not argv[0].startswith("-") else ""
         print(f"usage: python -m builders NAME [options] (NAME: {', '.join(names)}; "
