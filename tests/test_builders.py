@@ -15,7 +15,7 @@ from builders.metadata import GPU_SHAPES
 from builders.render import REPO_ROOT, build_notebook, notebook_text
 from builders.spec import ModelSpec, SpecError
 from smoke.run import MODELS, load_spec
-from tests.conftest_notebooks import read_validated
+from tests.helpers.notebooks import read_validated
 
 SPECS = [load_spec(name) for name in MODELS]  # every builders/<name>.py with a SPEC
 STALE = ("is out of date: a rendered module or the layout changed. Run "
