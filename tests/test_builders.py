@@ -128,8 +128,9 @@ def test_pin_image_and_docker_image_go_into_the_metadata(tmp_path, capsys):
                      "--docker-image", DIGEST]) == 2
     assert "cannot go with --pin-image latest" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as refused:
         dpt.main(["--out", str(tmp_path / "z"), "--pin-image", "newest"])
+    assert refused.value.code == 2 and "newest" in capsys.readouterr().err
     # without the flags the metadata has neither field (the committed notebooks stay as they are)
     assert dpt.main(["--out", str(tmp_path / "n"), "--user", "u"]) == 0
     meta = json.loads((tmp_path / "n" / "kernel-metadata.json").read_text())
