@@ -78,7 +78,7 @@ def test_audio_info_old_torchaudio_with_info(ramp16k, monkeypatch):
 
 
 def test_audio_info_new_torchaudio_without_info_uses_wave_header(tmp_path, monkeypatch):
-    # Kaggle's newer torchaudio has no info(): the seed's breakage #4. No decoding either.
+    # Kaggle's newer torchaudio has no info(), which broke the user's notebooks. No decoding either.
     p = _write(tmp_path / "b.wav", np.zeros((4000, 2), np.float32), 16000, "PCM_16")
     ta = _fake_torchaudio(with_info=False)
     _backends(monkeypatch, torchaudio=ta)

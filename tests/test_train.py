@@ -136,7 +136,7 @@ def test_divergence_is_reported(tmp_path):
 
 
 def test_every_checkpoint_holds_the_full_training_state(tmp_path):
-    # issue 3: best, every-N and last checkpoints are dicts with model, optimizer, scheduler,
+    # best, every-N and last checkpoints are dicts with model, optimizer, scheduler,
     # scaler, epoch, best_val, config and the format version
     train, val = _loaders()
     train_model(TinyMasker(), train, val, l1, _cfg(tmp_path, epochs=2, checkpoint_every=2), CPU)
