@@ -25,7 +25,7 @@ from builders.kaggle_ops import (
     push_notebook,
 )
 from render.spec import model_spec
-from tests.kaggle_fake_server import FakeKaggle
+from tests.helpers.kaggle_fake_server import FakeKaggle
 
 REPO = Path(__file__).resolve().parents[1]
 USER = "alice"
