@@ -66,8 +66,8 @@ class ParameterOption:
 def parameter_options() -> list[ParameterOption]:
     """One option per ``RunConfig`` field whose ``option`` metadata allows it (``--epochs`` sets
     ``EPOCHS``), typed by the field's annotation, with the field's ``help``: a new field is a
-    new option with no change here. ``model`` (the builder's) and ``resume_from``
-    (``--push --resume-from``) have none."""
+    new option with no change here. Fields marked ``option=False`` have none: ``model`` (the
+    builder's), ``resume_from`` (set by ``--push --resume-from``), ``smoke``, ``sample_rate``."""
     hints = typing.get_type_hints(RunConfig)
     options = []
     for f in dataclasses.fields(RunConfig):
