@@ -2,7 +2,7 @@
 
 papermill injects small values after the ``parameters`` cell (one epoch, a step cap, the local
 dataset in the Kaggle layout with ``.7z`` archives, a temporary working directory, CPU), runs the
-notebook top to bottom, and the outputs DESIGN.md lists are then checked: files exist and the
+notebook top to bottom, and the outputs docs/architecture.md lists are then checked: files exist and the
 summary's metrics are finite. A failing cell is reported by index and section with its traceback.
 
 With ``env`` (a Kaggle-image venv from smoke/kaggle_env.py) the kernel runs that venv's python
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from builders.render import cell_section
-from builders.spec import ModelSpec
+from render.spec import ModelSpec
 from templates.outputs import CHECKPOINT_PATTERN, int8_name, output_files, summary_name
 
 # small enough for a 2-core CPU in well under a minute per model

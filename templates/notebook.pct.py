@@ -8,7 +8,7 @@
 #
 # {description}
 #
-# Rendered from tested modules by `python builders/{name}.py`; do not edit this notebook by hand.
+# Rendered from tested modules by `python -m builders {name}`; do not edit this notebook by hand.
 # Dataset: `{dataset}` (mounted under `/kaggle/input`, found by walking it). Every output goes
 # to `WORK_DIR`: `{name}_best.pth`, `ckpt_ep*.pth`, `last.pth`, `history.csv`,
 # `training_curves.png`, `spectrogram_comparison.png`, `eval_per_file.csv`, `{name}_summary.json`,
@@ -70,12 +70,14 @@ print(require_gpu(smoke=SMOKE, allow_cpu=ALLOW_CPU))  # a full run without a GPU
 
 # %%
 cfg = RunConfig(
-    model=MODEL_NAME, data_dir=DATA_DIR, work_dir=WORK_DIR, epochs=EPOCHS,
-    batch_size=BATCH_SIZE, lr=LR, crop_seconds=CROP_SECONDS, seed=SEED, max_steps=MAX_STEPS,
-    smoke=SMOKE, num_workers=NUM_WORKERS, eval_mode=EVAL_MODE, max_test_files=MAX_TEST_FILES,
-    warmup_epochs=WARMUP_EPOCHS, patience=PATIENCE, loss=LOSS, scratch_dir=SCRATCH_DIR,
-    time_budget_hours=TIME_BUDGET_HOURS, allow_cpu=ALLOW_CPU, gpus=GPUS, dataset=DATASET,
-    resume_from=RESUME_FROM,
+    model=MODEL, data_dir=DATA_DIR, work_dir=WORK_DIR, epochs=EPOCHS, batch_size=BATCH_SIZE,
+    lr=LR, crop_seconds=CROP_SECONDS, seed=SEED, max_steps=MAX_STEPS, smoke=SMOKE,
+    val_fraction=VAL_FRACTION, warmup_epochs=WARMUP_EPOCHS, patience=PATIENCE,
+    plateau_patience=PLATEAU_PATIENCE, plateau_factor=PLATEAU_FACTOR, grad_clip=GRAD_CLIP,
+    loss=LOSS, num_workers=NUM_WORKERS, eval_mode=EVAL_MODE, max_test_files=MAX_TEST_FILES,
+    checkpoint_every=CHECKPOINT_EVERY, sample_rate=SAMPLE_RATE, model_kwargs=MODEL_KWARGS,
+    scratch_dir=SCRATCH_DIR, dataset=DATASET, time_budget_hours=TIME_BUDGET_HOURS,
+    allow_cpu=ALLOW_CPU, gpus=GPUS, resume_from=RESUME_FROM,
 )
 print(cfg)
 

@@ -395,7 +395,7 @@ def _resume(last_path: Path, opt: _Optimisation, config: dict, cfg, device, is_m
     return progress
 
 
-def _train_one_epoch(opt: _Optimisation, loader, loss_fn, cfg, device, epoch: int,
+def _run_epoch(opt: _Optimisation, loader, loss_fn, cfg, device, epoch: int,
                      is_main: bool) -> float:
     """One pass over ``loader`` (at most ``cfg.max_steps`` batches), with the warmup's learning
     rate per step; returns the mean batch loss over all ranks."""
@@ -515,7 +515,7 @@ def train_model(
             break
         t0 = time.perf_counter()
         lr_before = opt.optimizer.param_groups[0]["lr"]
-        train_loss = _train_one_epoch(opt, train_loader, loss_fn, cfg, device, epoch, is_main)
+        train_loss = _run_epoch(opt, train_loader, loss_fn, cfg, device, epoch, is_main)
         val_loss, val_per_item = _validate(opt.bare, val_loader, loss_fn, device, cfg.max_steps)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDivergedError(

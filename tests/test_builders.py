@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,13 +21,22 @@ from builders.kaggle_credentials import PLACEHOLDER_USER, KaggleCredentialsError
 from builders.kaggle_transport import KaggleRequestError
 from builders.metadata import GPU_SHAPES
 from builders.render import REPO_ROOT, build_notebook, notebook_text
-from builders.spec import ModelSpec, SpecError
+from render.spec import ModelSpec, SpecError, model_spec
 from smoke.run import MODELS, load_spec
-from tests.conftest_notebooks import read_validated
+from tests.helpers.notebooks import read_validated
 
-SPECS = [load_spec(name) for name in MODELS]  # every builders/<name>.py with a SPEC
+SPECS = [load_spec(name) for name in MODELS]  # every row of templates/models/catalog.py
 STALE = ("is out of date: a rendered module or the layout changed. Run "
-         "`python builders/dpt.py && python builders/crn.py` and commit notebooks/")
+         "`python builders/<model>.py` for every model and commit notebooks/")
+
+
+def test_every_committed_notebook_folder_is_a_discovered_model():
+    # The tests below run once per discovered model: if discovery lost one, its committed
+    # notebook would go unchecked and nothing would fail.
+    folders = {p.name for p in (Path(__file__).resolve().parents[1] / "notebooks").iterdir()
+               if p.is_dir()}
+    assert sorted(MODELS) == sorted(folders)
+    assert {"crn", "dpt", "crn_causal", "compact_crn"} <= set(MODELS)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
@@ -48,20 +58,21 @@ def test_committed_metadata_has_the_kaggle_fields(spec):
     assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["is_private"] is True
 
 
-@pytest.mark.parametrize(("spec", "batch"), [(dpt.SPEC, 8), (crn.SPEC, 16)], ids=["dpt", "crn"])
+@pytest.mark.parametrize(("spec", "batch"), [(model_spec("dpt"), 8), (model_spec("crn"), 16)], ids=["dpt", "crn"])
 def test_seed_defaults(spec, batch):
     p = spec.default_parameters()
-    assert (p["MODEL_NAME"], p["BATCH_SIZE"], p["EPOCHS"], p["LR"], p["CROP_SECONDS"]) == \
+    assert (p["MODEL"], p["BATCH_SIZE"], p["EPOCHS"], p["LR"], p["CROP_SECONDS"]) == \
         (spec.name, batch, 30, 1e-3, 3.0)
     assert (p["DATA_DIR"], p["WORK_DIR"], p["MAX_STEPS"], p["SMOKE"]) == \
         ("/kaggle/input", "/kaggle/working", None, False)
 
 
-def test_spec_refuses_title_that_does_not_resolve_to_slug():
-    with pytest.raises(SpecError, match="resolves to slug"):
-        ModelSpec("x", "Some Title", "other-slug", "templates.models.x", "d")
+def test_spec_refuses_a_title_without_a_kaggle_slug_and_unknown_parameters():
+    assert ModelSpec("x", "Some Title", "templates.models.x", "d").slug == "some-title"
+    with pytest.raises(SpecError, match="resolves to slug ''"):
+        ModelSpec("x", "!!!!!!", "templates.models.x", "d")
     with pytest.raises(SpecError, match="unknown parameter"):
-        ModelSpec("x", "Some Title", "some-title", "templates.models.x", "d", {"EPOCH": 1})
+        ModelSpec("x", "Some Title", "templates.models.x", "d", {"EPOCH": 1})
 
 
 def test_build_options_go_into_the_parameters_cell_and_metadata(tmp_path, capsys):
@@ -135,8 +146,9 @@ def test_pin_image_and_docker_image_go_into_the_metadata(tmp_path, capsys):
                      "--docker-image", DIGEST]) == 2
     assert "cannot go with --pin-image latest" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as refused:
         dpt.main(["--out", str(tmp_path / "z"), "--pin-image", "newest"])
+    assert refused.value.code == 2 and "newest" in capsys.readouterr().err
     # without the flags the metadata has neither field (the committed notebooks stay as they are)
     assert dpt.main(["--out", str(tmp_path / "n"), "--user", "u"]) == 0
     meta = json.loads((tmp_path / "n" / "kernel-metadata.json").read_text())
@@ -154,11 +166,11 @@ def test_plain_render_keeps_the_placeholder_owner_in_the_committed_folder(tmp_pa
     assert dpt.main([]) == 0
     rendered = tmp_path / "notebooks" / "dpt" / "kernel-metadata.json"
     assert rendered.read_bytes() == (REPO_ROOT / "notebooks" / "dpt" / "kernel-metadata.json").read_bytes()
-    assert json.loads(rendered.read_text())["id"] == f"{PLACEHOLDER_USER}/{dpt.SPEC.slug}"
+    assert json.loads(rendered.read_text())["id"] == f"{PLACEHOLDER_USER}/{model_spec('dpt').slug}"
     assert dpt.main(["--user", "carol"]) == 0
-    assert json.loads(rendered.read_text())["id"] == f"carol/{dpt.SPEC.slug}"
+    assert json.loads(rendered.read_text())["id"] == f"carol/{model_spec('dpt').slug}"
     assert dpt.main(["--out", str(tmp_path / "mine")]) == 0
-    assert json.loads((tmp_path / "mine" / "kernel-metadata.json").read_text())["id"] == f"bob/{dpt.SPEC.slug}"
+    assert json.loads((tmp_path / "mine" / "kernel-metadata.json").read_text())["id"] == f"bob/{model_spec('dpt').slug}"
 
 
 def test_username_from_env_then_kaggle_json_then_placeholder(tmp_path):
@@ -281,7 +293,7 @@ def test_push_without_out_renders_into_the_ignored_staging_folder(tmp_path, monk
     assert crn.main(["--user", "bob", "--push", "--skip-rehearsal", "--force"]) == 0
     assert calls["folder"] == tmp_path / ".push" / "crn" and calls["force"] is True
     meta = json.loads((tmp_path / ".push" / "crn" / "kernel-metadata.json").read_text())
-    assert meta["id"] == "bob/" + crn.SPEC.slug
+    assert meta["id"] == "bob/" + model_spec("crn").slug
     assert committed.read_bytes() == before
     assert cli.STAGING_DIR.name == ".push"
     ignored = (REPO_ROOT / ".gitignore").read_text().splitlines()
@@ -349,7 +361,7 @@ def test_push_resume_from_n_mounts_that_versions_output(tmp_path, monkeypatch, c
     calls = _capture_push(monkeypatch)
     out = tmp_path / "p"
     assert crn.main(["--out", str(out), "--user", "bob", "--push", "--resume-from", "4"]) == 0
-    slug = crn.SPEC.slug
+    slug = model_spec("crn").slug
     assert calls["meta"]["kernel_sources"] == [f"bob/{slug}/4"]
     assert f"RESUME_FROM = 'bob/{slug}/4'" in (out / "crn.ipynb").read_text()
     assert f"bob/{slug}/4" in capsys.readouterr().out  # describe_push names the mounted output
@@ -362,7 +374,7 @@ def test_push_resume_from_latest_reads_the_ledger(tmp_path, monkeypatch, capsys)
     runs = tmp_path / "runs"
     monkeypatch.setattr("builders.cli.RUNS_DIR", runs)
     out = tmp_path / "p"
-    ref = f"bob/{crn.SPEC.slug}"
+    ref = f"bob/{model_spec('crn').slug}"
     assert crn.main(["--out", str(out), "--user", "bob", "--push", "--resume-from", "latest"]) == 2
     assert "has no push of" in capsys.readouterr().err and "meta" not in calls
     append_record(runs, {"event": "push", "ref": ref, "version": 5})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from builders.render import REPO_ROOT, render_module
+from builders.render import render_module
 from smoke.lint import NotebookLintError, lint_cells, raise_for_issues
 
 
@@ -93,12 +93,10 @@ def test_syntax_error_names_cell():
         raise_for_issues(issues)
 
 
-@pytest.mark.skipif(not (REPO_ROOT / "compat/torch_compat.py").exists(), reason="compat not landed")
 def test_compat_module_itself_is_not_flagged():
     """The shim uses torch.load(weights_only=...) and getattr fallbacks: no rule may fire."""
-    cells = [(0, "compat", render_module("compat.torch_compat").code)]
-    if (REPO_ROOT / "compat/audio.py").exists():
-        cells.append((1, "compat", render_module("compat.audio").code))
+    cells = [(0, "compat", render_module("compat.torch_compat").code),
+             (1, "compat", render_module("compat.audio").code)]
     assert [i.format() for i in lint_cells(cells) if i.code.startswith("KG")] == []
 
 

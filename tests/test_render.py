@@ -19,9 +19,7 @@ from builders.render import (
     translate_value,
     write_notebook,
 )
-from tests.conftest_notebooks import TINY_SPEC, read_validated
-
-pytest_plugins = ["tests.conftest_notebooks"]
+from tests.helpers.notebooks import TINY_SPEC, read_validated
 
 
 # ---- translator --------------------------------------------------------------------------

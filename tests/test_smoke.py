@@ -6,19 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from builders import dpt
 from builders.render import build_notebook
+from render.spec import model_spec
 from smoke import checks
 from smoke.run import CheckResult, SmokeReport, load_spec, main, run_smoke
 
 
 @pytest.fixture(scope="module")
 def dpt_notebook():
-    return build_notebook(dpt.SPEC)
+    return build_notebook(model_spec("dpt"))
 
 
 def _ctx(nb, tmp_path: Path) -> checks.SmokeContext:
-    ctx = checks.SmokeContext(dpt.SPEC, nb, None, tmp_path)
+    ctx = checks.SmokeContext(model_spec("dpt"), nb, None, tmp_path)
     checks.check_imports_config(ctx)
     return ctx
 
@@ -31,7 +31,7 @@ def test_checks_pass_on_the_rendered_notebook(dpt_notebook, tmp_path):
 
 
 def test_dataset_check_catches_misaligned_crops(dpt_notebook, tmp_path):
-    """The seed's bug: independent offsets for noisy and clean."""
+    """The bug of the user's original notebooks: independent offsets for noisy and clean."""
     ctx = _ctx(dpt_notebook, tmp_path)
     good = ctx.ns["AlignedCropDataset"]
 
@@ -57,7 +57,7 @@ def test_forward_check_catches_wrong_output_length(dpt_notebook, tmp_path):
 
 
 def test_imports_check_names_the_failing_cell(dpt_notebook, tmp_path):
-    nb = build_notebook(dpt.SPEC)
+    nb = build_notebook(model_spec("dpt"))
     cell = next(c for c in nb.cells if c.metadata.get("module") == "templates.losses")
     cell.source = cell.source + "\nundefined_at_import_time()\n"
     with pytest.raises(checks.SmokeCheckError, match="templates.losses.*NameError"):
@@ -65,10 +65,10 @@ def test_imports_check_names_the_failing_cell(dpt_notebook, tmp_path):
 
 
 def test_lint_check_fails_on_seed_shadowing(dpt_notebook, tmp_path):
-    nb = build_notebook(dpt.SPEC)
+    nb = build_notebook(model_spec("dpt"))
     cell = next(c for c in nb.cells if c.metadata.get("module") == "templates.models.dpt")
     cell.source += "\n\ndef _bad(x):\n    B, C, nn, T = x.shape\n    return nn.functional.pad(x, (1, 1))\n"
-    ctx = checks.SmokeContext(dpt.SPEC, nb, None, tmp_path)
+    ctx = checks.SmokeContext(model_spec("dpt"), nb, None, tmp_path)
     with pytest.raises(ValueError, match="KG007 'nn' shadows"):
         checks.check_lint(ctx)
 
@@ -76,8 +76,8 @@ def test_lint_check_fails_on_seed_shadowing(dpt_notebook, tmp_path):
 def test_committed_check_detects_stale_notebook(tmp_path):
     stale = tmp_path / "dpt.ipynb"
     stale.write_text("{}\n")
-    ctx = checks.SmokeContext(dpt.SPEC, None, stale, tmp_path)
-    with pytest.raises(checks.SmokeCheckError, match="python builders/dpt.py"):
+    ctx = checks.SmokeContext(model_spec("dpt"), None, stale, tmp_path)
+    with pytest.raises(checks.SmokeCheckError, match="python -m builders dpt"):
         checks.check_committed(ctx)
 
 
@@ -103,7 +103,7 @@ def test_run_smoke_stops_dependent_checks_after_a_failure(monkeypatch):
 
 
 def test_unknown_model_is_a_clear_error():
-    with pytest.raises(ValueError, match="no builder for model 'nope'"):
+    with pytest.raises(ValueError, match="no model 'nope' in templates/models/catalog.py"):
         load_spec("nope")
 
 

@@ -1,9 +1,10 @@
 """Model registry: names -> MaskingModel classes, building from config, parameter accounting.
 
-A model module registers itself (`@register_model("crn")`), so a notebook that pastes base.py,
-registry.py and one model module has exactly that model registered. Outside a notebook,
-`build_model` imports the built-in model modules lazily the first time a name is missing;
-this module never imports them at load time (that would pull every model into every notebook).
+A model module registers its class when it is imported (`@register_model("crn")`); in a notebook
+the model's own cell does that. Outside a notebook, `build_model` imports the module that the
+model table (`templates/models/catalog.py`) gives for a name the first time that name is
+missing, so nothing has to be imported beforehand; this module never imports the model modules
+at load time (that would pull every model into every notebook).
 """
 
 from __future__ import annotations
@@ -16,12 +17,6 @@ from torch import nn
 from templates.models.base import MaskingModel
 
 _MODEL_REGISTRY: dict[str, type[MaskingModel]] = {}
-_BUILTIN_MODEL_MODULES = {
-    "crn": "templates.models.crn",
-    "dpt": "templates.models.dpt",
-    "crn_causal": "templates.models.crn_causal",
-    "compact_crn": "templates.models.compact_crn",
-}
 
 
 def register_model(name: str) -> Callable[[type[MaskingModel]], type[MaskingModel]]:
@@ -40,24 +35,31 @@ def register_model(name: str) -> Callable[[type[MaskingModel]], type[MaskingMode
     return _register
 
 
-def _load_builtin_models() -> None:
-    """Import the built-in model modules whose names are not registered yet.
+def _load_catalog_models() -> None:
+    """Import the model table's modules whose models are not registered yet.
 
-    In a rendered notebook the model class is already registered by its own cell and the
-    `templates` package does not exist, so nothing is imported and a missing module is skipped.
+    Read through importlib, not a top-level import: a notebook that carries only its own model
+    has it registered by its own cell, and where the table or a row's module is absent nothing
+    more can be registered, so it is skipped. A row's module that is there but fails to import
+    raises: a contributor's new model must not vanish into "unknown model".
     """
-    for name, module in _BUILTIN_MODEL_MODULES.items():
-        if name in _MODEL_REGISTRY:
+    try:
+        catalog = importlib.import_module("templates.models.catalog")
+    except ModuleNotFoundError:
+        return
+    for row in catalog.MODELS:
+        if row.name in _MODEL_REGISTRY:
             continue
         try:
-            importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
+            importlib.import_module(row.module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not (row.module + ".").startswith(exc.name + "."):
+                raise
 
 
 def model_names() -> list[str]:
     """Sorted names of the models that can be built here."""
-    _load_builtin_models()
+    _load_catalog_models()
     return sorted(_MODEL_REGISTRY)
 
 
@@ -67,7 +69,7 @@ def build_model(name: str, **kwargs: Any) -> MaskingModel:
     `build_model(name, **model.get_config())` rebuilds the same architecture.
     """
     if name not in _MODEL_REGISTRY:
-        _load_builtin_models()
+        _load_catalog_models()
     if name not in _MODEL_REGISTRY:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
     return _MODEL_REGISTRY[name](**kwargs)
