@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from compat.audio import SAMPLE_RATE, audio_info, load_audio
+from compat.audio import audio_info, load_audio
+from compat.sample_rate import SAMPLE_RATE
 
 
 def write_files(folder: Path, n: int, lo: float, hi: float, sr: int = SAMPLE_RATE, seed: int = 0) -> list[Path]:

@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compat.audio import SAMPLE_RATE  # noqa: E402
+from compat.sample_rate import SAMPLE_RATE  # noqa: E402
 from smoke.dataset import NOISE_TYPES, make_noise, mix_at_snr, speech_like  # noqa: E402
 from templates.metrics import score_pairs  # noqa: E402
 

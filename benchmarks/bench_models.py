@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from compat.audio import SAMPLE_RATE
+from compat.sample_rate import SAMPLE_RATE
 from templates.config import RunConfig
 from templates.losses import build_loss
 from templates.models.catalog import model_row

@@ -27,7 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compat.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from compat.audio import load_audio  # noqa: E402
+from compat.sample_rate import SAMPLE_RATE  # noqa: E402
 from deploy.quantize import quantize_int8  # noqa: E402
 from deploy.vad import (  # noqa: E402
     DEFAULT_DETECTOR,

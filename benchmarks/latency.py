@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compat.audio import SAMPLE_RATE  # noqa: E402
+from compat.sample_rate import SAMPLE_RATE  # noqa: E402
 from deploy.onnx_export import OnnxEnhancer, export_masker_onnx  # noqa: E402
 from deploy.onnx_streaming import OnnxStepModel, export_step_onnx  # noqa: E402
 from deploy.quantize import model_config, quantize_int8, save_int8  # noqa: E402

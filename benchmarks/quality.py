@@ -37,7 +37,8 @@ import torch
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compat.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from compat.audio import load_audio  # noqa: E402
+from compat.sample_rate import SAMPLE_RATE  # noqa: E402
 from templates.config import RunConfig  # noqa: E402
 from templates.data import AlignedCropDataset, make_loader, pair_files  # noqa: E402
 from templates.evaluate import enhance_waveform  # noqa: E402

@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-#: The rate (Hz) the models are trained, evaluated and exported at: files at other rates are
-#: resampled to it on load. ``templates.config`` re-exports it for the run configuration.
-SAMPLE_RATE = 16000
+from compat.sample_rate import SAMPLE_RATE
 
 
 class AudioReadError(OSError):

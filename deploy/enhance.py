@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compat.audio import SAMPLE_RATE
+from compat.sample_rate import SAMPLE_RATE
 from templates.checkpoint import CheckpointError, read_checkpoint, strip_wrapper_prefix
 from templates.evaluate import enhance_waveform
 from templates.models.registry import build_model, model_names

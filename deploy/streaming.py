@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from compat.audio import SAMPLE_RATE
+from compat.sample_rate import SAMPLE_RATE
 from templates.models.base import MaskingModel
 
 ALGORITHMIC_LATENCY_SAMPLES = 512  # the window; the causal models add no lookahead

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compat.audio import SAMPLE_RATE
+from compat.sample_rate import SAMPLE_RATE
 
 DETECTORS = ("webrtc", "energy")
 # Chosen from compare_detectors on the local test set (benchmarks/int8_quality.py, 6 files, noisy

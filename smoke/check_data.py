@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from compat.audio import SAMPLE_RATE
+from compat.sample_rate import SAMPLE_RATE
 from templates.data import DatasetError, find_dataset, pair_files
 from templates.datacheck import DataReport, check_pairs
 from templates.datasets import DATASETS, DEFAULT_DATASET

@@ -24,7 +24,7 @@ import soundfile as sf
 import torch
 
 from builders.render import REPO_ROOT, build_notebook, module_cells, notebook_text, read_notebook
-from compat.audio import SAMPLE_RATE
+from compat.sample_rate import SAMPLE_RATE
 from render.spec import ModelSpec
 from smoke.lint import lint_notebook, raise_for_issues
 

@@ -41,7 +41,7 @@ from scipy.signal import butter, lfilter, resample_poly, sosfilt
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compat.audio import SAMPLE_RATE  # noqa: E402
+from compat.sample_rate import SAMPLE_RATE  # noqa: E402
 from templates.datasets import DATASETS  # noqa: E402
 
 NOISE_TYPES = ("white", "pink", "babble", "hum", "bursts")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compat.audio import SAMPLE_RATE  # the one source; re-exported here for the run's code
+from compat.sample_rate import SAMPLE_RATE  # the one source; re-exported here for the run's code
 from templates.datasets import DATASETS, DEFAULT_DATASET
 
 N_FFT = 512

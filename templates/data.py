@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from compat.audio import SAMPLE_RATE, audio_info, load_audio
+from compat.audio import audio_info, load_audio
+from compat.sample_rate import SAMPLE_RATE
 from compat.torch_compat import cuda_device_count
 from templates.datasets import DATASETS, DEFAULT_DATASET, dataset_source
 

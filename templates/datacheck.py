@@ -25,14 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compat.audio import (
-    AUDIO_FLOAT_SUBTYPES,
-    SAMPLE_RATE,
-    AudioInfo,
-    AudioReadError,
-    audio_info,
-    load_audio,
-)
+from compat.audio import AUDIO_FLOAT_SUBTYPES, AudioInfo, AudioReadError, audio_info, load_audio
+from compat.sample_rate import SAMPLE_RATE
 
 # What happens to a file with each kind of defect.
 DATACHECK_ACTIONS = ("resample", "downmix", "trim", "pad", "skip")

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compat.audio import SAMPLE_RATE, load_audio
+from compat.audio import load_audio
+from compat.sample_rate import SAMPLE_RATE
 from templates.metrics import score_pairs
 from templates.outputs import PER_FILE_SCORES
 

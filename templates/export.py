@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compat.audio import SAMPLE_RATE
+from compat.sample_rate import SAMPLE_RATE
 from templates.outputs import int8_name, onnx_masker_name
 
 # The `quantized` tag of an INT8 file; `deploy.quantize.load_int8` reads these files too.

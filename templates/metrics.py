@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-from compat.audio import SAMPLE_RATE
+from compat.sample_rate import SAMPLE_RATE
 from templates.checkpoint import atomic_write
 
 PESQ_SAMPLE_RATE = 16000

@@ -41,6 +41,8 @@ print("installed:", ", ".join(installed) if installed else "nothing, all present
 # with the `total_memory` fallback, call `torch.load` with an explicit `weights_only`, and build
 # `ReduceLROnPlateau` without `verbose`.
 
+# %% include=compat.sample_rate
+
 # %% include=compat.audio
 
 # %% include=compat.torch_compat

@@ -20,7 +20,7 @@ import math
 import numpy as np
 from scipy.signal import istft, resample_poly, stft
 
-from compat.audio import SAMPLE_RATE
+from compat.sample_rate import SAMPLE_RATE
 
 
 class PeerUnavailable(RuntimeError):

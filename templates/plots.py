@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compat.audio import SAMPLE_RATE
+from compat.sample_rate import SAMPLE_RATE
 
 
 def _plots_pyplot():

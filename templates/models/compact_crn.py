@@ -31,7 +31,7 @@ import math
 import torch
 from torch import nn
 
-from compat.audio import SAMPLE_RATE
+from compat.sample_rate import SAMPLE_RATE
 from templates.models.base import MaskingModel, compress_magnitude
 from templates.models.registry import register_model
 
