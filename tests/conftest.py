@@ -24,3 +24,18 @@ def standin_repo(tmp_path: Path) -> Path:
     from tests.helpers.notebooks import write_standin_repo
 
     return write_standin_repo(tmp_path)
+
+
+@pytest.fixture
+def fake_kaggle(tmp_path, monkeypatch):
+    """The loopback fake Kaggle server, with the real client pointed at it and a throwaway HOME
+    (tests/helpers/kaggle.py)."""
+    from tests.helpers.kaggle import serve_fake_kaggle
+
+    yield from serve_fake_kaggle(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    """A fresh ``runs/`` folder (ledger and fetched outputs) for the Kaggle operations."""
+    return tmp_path / "runs"
