@@ -24,8 +24,8 @@ from builders.metadata import (
     resume_source,
     write_metadata,
 )
-from builders.render import REPO_ROOT, build_notebook, write_notebook
-from builders.spec import ModelSpec
+from render.notebook import REPO_ROOT, build_notebook, write_notebook
+from render.spec import ModelSpec
 from builders.validate import option_problems, out_problems, parameter_problems, user_problem
 
 RUNS_DIR = REPO_ROOT / "runs"

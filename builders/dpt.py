@@ -9,7 +9,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from builders.cli import main as cli_main  # noqa: E402
-from builders.spec import ModelSpec  # noqa: E402
+from render.spec import ModelSpec  # noqa: E402
 
 SPEC = ModelSpec(
     name="dpt",

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from builders.spec import ModelSpec
+from render.spec import ModelSpec
 from templates.datasets import DEFAULT_DATASET, dataset_source
 
 DEFAULT_ACCELERATOR = "NvidiaTeslaT4"  # GPU T4 x2 on Kaggle

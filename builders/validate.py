@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from builders.spec import ModelSpec
+from render.spec import ModelSpec
 
 KAGGLE_USER_RE = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")
 KAGGLE_USER_RULE = ("lower-case letters and digits, with single '-' or '_' between them "

@@ -23,8 +23,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from builders.render import REPO_ROOT, build_notebook, module_cells, notebook_text, read_notebook
-from builders.spec import ModelSpec
+from render.notebook import REPO_ROOT, build_notebook, module_cells, notebook_text, read_notebook
+from render.spec import ModelSpec
 from smoke.lint import lint_notebook, raise_for_issues
 
 

@@ -28,7 +28,7 @@ from pyflakes import reporter as pyflakes_reporter
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from builders.render import cell_section, read_notebook  # noqa: E402
+from render.notebook import cell_section, read_notebook  # noqa: E402
 
 # pyflakes messages that are style, not breakage, in a notebook assembled from modules
 _IGNORED_PYFLAKES = ("imported but unused", "unable to detect undefined names")

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builders.render import cell_section
-from builders.spec import ModelSpec
+from render.notebook import cell_section
+from render.spec import ModelSpec
 
 # small enough for a 2-core CPU in well under a minute per model
 REHEARSAL_PARAMETERS: dict[str, Any] = {

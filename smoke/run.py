@@ -19,7 +19,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from builders.spec import ModelSpec  # noqa: E402
+from render.spec import ModelSpec  # noqa: E402
 from templates.datasets import DATASETS  # noqa: E402
 
 
@@ -142,7 +142,7 @@ def run_smoke(models=MODELS, rehearse: bool = False, data: Path | None = None,
     ``dataset`` (a ``templates.datasets`` row such as ``"vbdemand"``): check and rehearse
     notebooks rendered with ``DATASET`` set to it, on generated data in that layout.
     """
-    from builders.render import build_notebook, write_notebook
+    from render.notebook import build_notebook, write_notebook
 
     report = SmokeReport()
     if rehearse and env is not None:
@@ -189,7 +189,7 @@ def push_summary(models) -> str:
     """Where the push folders are and what ``--push`` would send (from the committed folders)."""
     import json
 
-    from builders.render import REPO_ROOT
+    from render.notebook import REPO_ROOT
 
     lines = []
     for name in models:

@@ -1,4 +1,4 @@
-# Layout of every model's Kaggle notebook (jupytext percent format), rendered by builders/render.py.
+# Layout of every model's Kaggle notebook (jupytext percent format), rendered by render/notebook.py.
 # `# %% [markdown]` cells may use {title}, {name}, {slug}, {description}, {dataset};
 # `# %% include=MODULE` pastes a module (`@model` is the spec's own model module);
 # `# %% parameters` becomes the papermill parameters cell; plain `# %%` cells are glue, kept short.

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from builders.spec import ModelSpec
+from render.spec import ModelSpec
 
 STANDIN_MODULES = {
     "compat/util.py": '''

@@ -12,8 +12,8 @@ import builders
 from builders import crn, dpt
 from builders.kaggle_credentials import PLACEHOLDER_USER, kaggle_username
 from builders.metadata import GPU_SHAPES
-from builders.render import REPO_ROOT, build_notebook, notebook_text
-from builders.spec import ModelSpec, SpecError
+from render.notebook import REPO_ROOT, build_notebook, notebook_text
+from render.spec import ModelSpec, SpecError
 from smoke.run import MODELS, load_spec
 from tests.conftest_notebooks import read_validated
 

@@ -15,7 +15,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from builders import crn
-from builders.render import KERNELSPEC, write_notebook
+from render.notebook import KERNELSPEC, write_notebook
 from smoke import kernel_warnings
 from smoke.kaggle_env import (
     EnvError,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from builders import crn
-from builders.render import build_notebook
+from render.notebook import build_notebook
 from smoke import checks
 from templates.losses import build_loss
 from templates.metrics import si_sdr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from builders.render import REPO_ROOT, render_module
+from render.notebook import REPO_ROOT, render_module
 from smoke.lint import NotebookLintError, lint_cells, raise_for_issues
 
 

@@ -10,7 +10,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from builders import dpt
-from builders.render import KERNELSPEC, build_notebook, write_notebook
+from render.notebook import KERNELSPEC, build_notebook, write_notebook
 from smoke.rehearse import RehearsalError, check_outputs, expected_outputs, rehearse
 from smoke.run import MODELS, load_spec
 from tests.conftest_notebooks import read_validated

@@ -8,7 +8,7 @@ import json
 import nbformat
 import pytest
 
-from builders.render import (
+from render.notebook import (
     RenderError,
     build_notebook,
     inject_parameters,

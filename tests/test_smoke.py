@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from builders import dpt
-from builders.render import build_notebook
+from render.notebook import build_notebook
 from smoke import checks
 from smoke.run import CheckResult, SmokeReport, load_spec, main, run_smoke
 

@@ -28,7 +28,7 @@ import nbformat
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from builders.spec import ModelSpec
+from render.spec import ModelSpec
 from templates.datasets import DEFAULT_DATASET, dataset_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

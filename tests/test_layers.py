@@ -1,0 +1,90 @@
+"""The layer rule of docs/interfaces.md: a lower layer never imports a higher one.
+
+Every ``.py`` file of the repo's packages is parsed and every import in it counts, also one
+inside a function (a lazy import is a dependency all the same) and one under
+``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: package -> layer; a module may import packages of its own layer or a lower one, except that
+#: the top layer (the consumers of the notebook's code) imports only layer 1 and its own
+LAYERS: dict[str, int] = {
+    "compat": 1,
+    "templates": 1,
+    "render": 2,
+    "smoke": 3,
+    "builders": 4,
+    "deploy": 5,
+    "demo": 5,
+    "benchmarks": 5,
+}
+
+#: imports allowed across the rule: (importing package, imported module prefix)
+EXCEPTIONS = {
+    ("benchmarks", "smoke.dataset"),  # the local dataset generator, for the quality benchmark
+}
+
+
+TOP = max(LAYERS.values())
+
+
+def allowed(layer: int, target_layer: int) -> bool:
+    if layer == TOP:
+        return target_layer in (1, TOP)
+    return target_layer <= layer
+
+
+def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import statement anywhere in ``tree``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def layer_violations(root: Path = REPO_ROOT) -> list[str]:
+    problems = []
+    for package, layer in LAYERS.items():
+        for path in sorted((root / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            for line, module in imported_modules(tree):
+                target = module.split(".")[0]
+                if target not in LAYERS or allowed(layer, LAYERS[target]):
+                    continue
+                if any(package == p and (module + ".").startswith(m + ".") for p, m in EXCEPTIONS):
+                    continue
+                problems.append(f"{path.relative_to(root)}:{line}: {package} (layer {layer}) "
+                                f"imports {module} (layer {LAYERS[target]})")
+    return problems
+
+
+def test_lower_layers_never_import_higher_ones():
+    problems = layer_violations()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("package", "source", "caught"), [
+    ("smoke", "def f():\n    from builders.cli import main\n", True),  # lazy
+    ("render", "import smoke.lint\n", True),
+    ("templates", "if __name__ == '__main__':\n    import render.notebook\n", True),
+    ("smoke", "from render.notebook import build_notebook\n", False),
+    ("benchmarks", "from smoke.dataset import build_local_dataset\n", False),
+    ("benchmarks", "from smoke.lint import main\n", True),
+    ("demo", "from deploy.enhance import main\n", False),
+    ("deploy", "from builders.cli import main\n", True),
+])
+def test_the_scan_sees_every_kind_of_import(tmp_path, package, source, caught):
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "m.py").write_text(source, encoding="utf-8")
+    assert bool(layer_violations(tmp_path)) is caught
