@@ -31,8 +31,8 @@ KAGGLE_USER_RULE = ("lower-case letters and digits, with single '-' or '_' betwe
 
 def parameter_field(name: str) -> str:
     """The ``RunConfig`` field a parameters-cell name sets (the notebook's config glue cell
-    maps ``MODEL_NAME`` to ``model`` and every other name to its lower-case self)."""
-    return "model" if name == "MODEL_NAME" else name.lower()
+    maps every name to its lower-case self: ``MODEL`` -> ``model``)."""
+    return name.lower()
 
 
 def parameter_problems(params: dict[str, Any], flags: dict[str, str] | None = None) -> list[str]:

@@ -1,26 +1,38 @@
-"""Render a model's notebook from the percent-format layout and the real modules it includes.
+"""Render a model's notebook from the percent-format layout and the package it carries.
 
-The layout (``templates/notebook.pct.py``) is jupytext's percent format:
+The layout (``templates/notebook.pct.py``) is a jupytext percent file; a cell's options are
+jupytext cell metadata on its marker line, ``key=value`` with a JSON value:
 
-- ``# %% [markdown] section=NAME``: markdown; ``{title}``-style fields are filled from the spec
-  (``str.format`` runs on markdown only, never on code). ``section=`` starts a new section,
-  which names the cell ids (``data-0``, ``data-1``, ...) so that ids are stable across builds.
+- ``# %% [markdown] section="intro"``: markdown; ``{title}``-style fields are filled from the spec
+  (``str.format`` runs on markdown only, never on code); ``{modules}`` lists the modules the
+  notebook writes. ``section`` starts a new section, which names the cell ids (``data-0``,
+  ``data-1``, ...) so that ids are stable across builds.
 - ``# %%``: a glue code cell, verbatim.
-- ``# %% parameters``: replaced by the parameters cell (tag ``parameters``), written by
+- ``# %% tags=["parameters"]``: the parameters cell (papermill's tag), written by
   :func:`translate_parameters`, the one place where values become code.
-- ``# %% include=compat.audio`` / ``# %% include=@model``: the module's source, with our own
-  cross-module imports, ``from __future__`` imports and ``if __name__ == "__main__":`` blocks
-  removed (found with ``ast``, by exact line spans) and its docstring moved into a markdown line.
+- ``# %% generated="package"``: makes the package folder ``PACKAGE_DIR`` (a fresh temporary
+  folder, outside the ``WORK_DIR`` that Kaggle saves) with its ``__init__.py`` files and puts it
+  first on ``sys.path`` and in ``PYTHONPATH``.
+- ``# %% module="templates.config"`` (``"@model"``: the spec's model module): writes the module's
+  file into ``PACKAGE_DIR`` with IPython's ``%%writefile``, its source verbatim; the cell is
+  folded on Kaggle and in Jupyter. Later cells import the package as usual.
+- ``# %% generated="config"``: ``cfg = RunConfig(model=MODEL, ...)``, one keyword per parameter
+  (the parameter's name lower-cased is the ``RunConfig`` field).
 
-Every notebook is an nbformat ``NotebookNode`` and is validated before it is written.
+Every own module that a written module or a code cell imports (inside functions too) must be
+written by a module cell: a missing one is a :class:`RenderError` here, not an ImportError on
+Kaggle. Every notebook is an nbformat ``NotebookNode`` and is validated before it is written.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import json
 import math
 import re
-from dataclasses import dataclass, field
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +41,22 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from render.spec import ModelSpec
+from templates.config import RunConfig
 from templates.datasets import DEFAULT_DATASET, dataset_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAYOUT = REPO_ROOT / "templates" / "notebook.pct.py"
 OWN_PACKAGES = ("templates", "compat")
 PARAMETERS_TAG = "parameters"
-INJECTED_TAG = "injected-parameters"
+#: the section of the package setup and module cells; the run section is what follows it
+LIBRARY_SECTION = "library"
+MODULE_KEY = "module"
+#: a module cell's first line; IPython expands ``{PACKAGE_DIR}`` in a cell magic's line
+WRITEFILE = "%%writefile {PACKAGE_DIR}/"
+PACKAGE_DIR_PREFIX = "se_toolkit_package-"
+#: folds a module cell: Kaggle's hide-input/hide-output keys and Jupyter's (nbformat 4.5 schema)
+FOLDED: dict[str, Any] = {"_kg_hide-input": True, "_kg_hide-output": True,
+                          "jupyter": {"source_hidden": True, "outputs_hidden": True}}
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 # No version numbers: they would change the bytes whenever the local Python changes.
@@ -87,43 +108,32 @@ def translate_parameters(params: dict[str, Any], comment: str = "Parameters") ->
     return "\n".join(lines)
 
 
-def inject_parameters(nb: NotebookNode, params: dict[str, Any]) -> NotebookNode:
-    """Insert (or replace) an ``injected-parameters`` cell after the ``parameters`` cell.
-
-    Injecting twice replaces the first injected cell, so a re-run changes nothing.
-    """
-    cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
-    index = next(
-        (i for i, c in enumerate(cells) if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])),
-        None,
-    )
-    if index is None:
-        raise RenderError("notebook has no cell tagged 'parameters'")
-    cell = new_code_cell(
-        translate_parameters(params, comment="Injected parameters"),
-        metadata={"tags": [INJECTED_TAG]},
-        id="injected-parameters",
-    )
-    nb.cells = cells[: index + 1] + [cell] + cells[index + 1 :]
-    return nb
+def config_cell_source(params: dict[str, Any]) -> str:
+    """The glue cell that turns the parameters into ``cfg``: ``RunConfig(model=MODEL, ...)``."""
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    keywords = []
+    for name in params:
+        if name.lower() not in fields or name != name.lower().upper():
+            raise RenderError(f"parameter {name!r} names no RunConfig field (a parameter is a "
+                              f"field's name upper-cased)")
+        keywords.append(f"{name.lower()}={name}")
+    body = textwrap.fill(", ".join(keywords) + ",", width=96, initial_indent="    ",
+                         subsequent_indent="    ", break_on_hyphens=False, break_long_words=False)
+    return f"from templates.config import RunConfig\n\ncfg = RunConfig(\n{body}\n)\nprint(cfg)"
 
 
 # --------------------------------------------------------------------------------------------
-# Modules -> cell source
+# Modules -> files of the notebook's package
 # --------------------------------------------------------------------------------------------
-@dataclass
-class RenderedModule:
-    name: str
-    path: Path
-    code: str
-    docstring: str | None
-    future_imports: list[str] = field(default_factory=list)
+def module_file(module: str) -> str:
+    """``templates.models.dpt`` -> ``templates/models/dpt.py`` (relative to the package folder)."""
+    return "/".join(module.split(".")) + ".py"
 
 
 def module_path(module: str, root: Path = REPO_ROOT) -> Path:
-    path = root.joinpath(*module.split(".")).with_suffix(".py")
+    path = root / module_file(module)
     if not path.is_file():
-        raise RenderError(f"include={module}: {path} does not exist")
+        raise RenderError(f"module={module}: {path} does not exist")
     return path
 
 
@@ -145,58 +155,80 @@ def _is_main_guard(node: ast.stmt) -> bool:
     )
 
 
-def render_module_source(source: str, name: str = "<module>") -> RenderedModule:
-    """Strip what the notebook namespace already provides; keep everything else verbatim."""
+def parse_source(source: str, name: str) -> ast.Module:
     try:
-        tree = ast.parse(source, filename=name)
+        return ast.parse(source, filename=name)
     except SyntaxError as exc:
         raise RenderError(f"{name}: line {exc.lineno}: {exc.msg}") from exc
-    drop: list[tuple[int, int]] = []  # 1-based inclusive line spans
-    docstring = None
-    futures: list[str] = []
-    for i, node in enumerate(tree.body):
-        span = (node.lineno, node.end_lineno or node.lineno)
-        if i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
-                and isinstance(node.value.value, str):
-            docstring = ast.get_docstring(tree)
-            drop.append(span)
-        elif isinstance(node, ast.ImportFrom) and node.module == "__future__":
-            futures.extend(a.name for a in node.names)
-            drop.append(span)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and _is_own(node.module):
-            drop.append(span)
-        elif _is_main_guard(node):
-            drop.append(span)
-    kept_nodes = [n for n in tree.body if not _is_main_guard(n)]  # the guard is dropped whole
-    for node in (sub for top in kept_nodes for sub in ast.walk(top)):
-        if isinstance(node, ast.ImportFrom) and node.level > 0:
-            raise RenderError(f"{name}: line {node.lineno}: relative import; use "
-                              f"'from templates.x import ...' (docs/interfaces.md)")
-        if isinstance(node, ast.Import) and any(_is_own(a.name) for a in node.names):
-            raise RenderError(f"{name}: line {node.lineno}: 'import {node.names[0].name}' cannot be "
-                              f"rendered; use 'from templates.x import name'")
-        if isinstance(node, ast.ImportFrom) and _is_own(node.module) and node not in kept_nodes:
-            raise RenderError(f"{name}: line {node.lineno}: own-code import inside a block; "
-                              f"own imports belong at the top level")
-    lines = source.splitlines()
-    keep = [True] * len(lines)
-    for start, end in drop:
-        for ln in range(start - 1, end):
-            keep[ln] = False
-    kept = [line for line, k in zip(lines, keep, strict=True) if k]
-    code = re.sub(r"\n{3,}", "\n\n\n", "\n".join(kept)).strip("\n")
-    try:
-        ast.parse(code, filename=name)
-    except SyntaxError as exc:  # a dropped span inside an expression would land here
-        raise RenderError(f"{name}: rendered code does not parse: line {exc.lineno}: {exc.msg}") from exc
-    return RenderedModule(name, Path(name), code, docstring, futures)
 
 
-def render_module(module: str, root: Path = REPO_ROOT) -> RenderedModule:
-    path = module_path(module, root)
-    rendered = render_module_source(path.read_text(encoding="utf-8"), name=module)
-    rendered.path = path
-    return rendered
+def own_imports(tree: ast.Module, name: str, root: Path = REPO_ROOT) -> list[tuple[int, str]]:
+    """(line, module) of every import of our own packages, lazy ones inside functions included.
+
+    ``if __name__ == "__main__":`` blocks are skipped: they never run in the notebook.
+    ``from templates.models import dpt`` needs ``templates.models.dpt`` when that is a module
+    under ``root``; a package (a folder) needs nothing, the package cell makes it.
+    """
+    found: list[tuple[int, str]] = []
+    for top in tree.body:
+        if _is_main_guard(top):
+            continue
+        for node in ast.walk(top):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                raise RenderError(f"{name}: line {node.lineno}: relative import; use "
+                                  f"'from templates.x import ...' so the renderer sees it")
+            candidates: list[str] = []
+            if isinstance(node, ast.Import):
+                candidates = [a.name for a in node.names if _is_own(a.name)]
+            elif isinstance(node, ast.ImportFrom) and _is_own(node.module):
+                candidates = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for module in candidates:
+                is_file = (root / module_file(module)).is_file()
+                is_package = (root / module.replace(".", "/")).is_dir()
+                if is_file or (not is_package and module in candidates[:1]):
+                    found.append((node.lineno, module))
+    return found
+
+
+def package_dirs(modules: list[str]) -> list[str]:
+    """The package folders the modules live in, parents first: ``["templates", "templates/models"]``."""
+    dirs = {"/".join(m.split(".")[:i]) for m in modules for i in range(1, len(m.split(".")))}
+    return sorted(dirs)
+
+
+def package_cell_source(modules: list[str]) -> str:
+    """The library section's first cell: the package folder, outside ``WORK_DIR``."""
+    return textwrap.dedent(f"""\
+        # The package this notebook carries: the folded cells below write its modules into
+        # PACKAGE_DIR, a new folder outside WORK_DIR (which Kaggle saves as the output); the run
+        # section imports them like any installed package.
+        import os
+        import sys
+        import tempfile
+        import warnings
+
+        PACKAGE_DIR = tempfile.mkdtemp(prefix={PACKAGE_DIR_PREFIX!r})
+        for package in {package_dirs(modules)!r}:
+            os.makedirs(os.path.join(PACKAGE_DIR, package))
+            open(os.path.join(PACKAGE_DIR, package, "__init__.py"), "w").close()
+        sys.path.insert(0, PACKAGE_DIR)
+        # worker processes started with "spawn" find the package too
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_DIR, os.environ.get("PYTHONPATH")]))
+        # a deprecation in our own modules is shown, as Python shows it for a cell's code
+        warnings.filterwarnings("default", category=DeprecationWarning, module=r"(compat|templates)(\\.|$)")""")
+
+
+def module_cell_source(module: str, root: Path = REPO_ROOT) -> str:
+    """``%%writefile {PACKAGE_DIR}/templates/x.py`` and the module's source, verbatim."""
+    text = module_path(module, root).read_text(encoding="utf-8")
+    if not text.endswith("\n"):
+        raise RenderError(f"{module}: the file must end with a newline (IPython adds one)")
+    return f"{WRITEFILE}{module_file(module)}\n{text}"
+
+
+def _summary(source: str, name: str) -> str:
+    doc = ast.get_docstring(parse_source(source, name)) or ""
+    return doc.strip().split("\n\n")[0].replace("\n", " ")
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,13 +236,48 @@ def render_module(module: str, root: Path = REPO_ROOT) -> RenderedModule:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class LayoutCell:
-    kind: str  # "markdown" | "code" | "parameters" | "include"
+    kind: str  # "markdown" | "code" | "parameters" | "module" | "generated"
     source: str
-    options: dict[str, str]
+    options: dict[str, Any]
     line: int
 
 
 _MARKER = re.compile(r"^# %%(?P<rest>.*)$")
+# key=value with a JSON value: a string, a list of strings, a number or a bare word
+_OPTION = re.compile(r'\s*(?P<key>[A-Za-z_][\w-]*)=(?P<value>"(?:[^"\\]|\\.)*"|\[[^\]]*\]|[^\s"\[]+)')
+_OPTIONS = {"markdown": {"section"}, "code": {"tags", MODULE_KEY, "generated"}}
+GENERATED = ("package", "config")
+
+
+def _parse_options(rest: str, where: str) -> tuple[str, dict[str, Any]]:
+    rest = rest.strip()
+    kind = "code"
+    if rest.startswith("[markdown]"):
+        kind, rest = "markdown", rest[len("[markdown]"):]
+    options: dict[str, Any] = {}
+    pos = 0
+    while pos < len(rest.rstrip()):
+        m = _OPTION.match(rest, pos)
+        if not m:
+            raise RenderError(f"{where}: unknown cell option {rest[pos:].strip()!r} (use key=value, "
+                              f"the value in JSON, as jupytext writes cell metadata)")
+        try:
+            options[m.group("key")] = json.loads(m.group("value"))
+        except json.JSONDecodeError as exc:
+            raise RenderError(f"{where}: option {m.group(0).strip()!r}: the value is not JSON") from exc
+        pos = m.end()
+    unknown = set(options) - _OPTIONS[kind]
+    if unknown:
+        raise RenderError(f"{where}: unknown cell option(s) {sorted(unknown)} for a {kind} cell")
+    if PARAMETERS_TAG in options.get("tags", []):
+        kind = "parameters"
+    elif MODULE_KEY in options:
+        kind = "module"
+    elif "generated" in options:
+        if options["generated"] not in GENERATED:
+            raise RenderError(f"{where}: generated={options['generated']!r}: one of {GENERATED}")
+        kind = "generated"
+    return kind, options
 
 
 def parse_layout(text: str, name: str = "notebook.pct.py") -> list[LayoutCell]:
@@ -244,33 +311,13 @@ def parse_layout(text: str, name: str = "notebook.pct.py") -> list[LayoutCell]:
             continue
         close()
         body = []
-        words = m.group("rest").split()
-        kind = "code"
-        options: dict[str, str] = {}
-        for word in words:
-            if word == "[markdown]":
-                kind = "markdown"
-            elif word == PARAMETERS_TAG:
-                kind = "parameters"
-            elif "=" in word:
-                key, value = word.split("=", 1)
-                options[key] = value
-            else:
-                raise RenderError(f"{name}: line {lineno}: unknown cell option {word!r}")
-        if "include" in options:
-            kind = "include"
+        kind, options = _parse_options(m.group("rest"), f"{name}: line {lineno}")
         current = LayoutCell(kind, "", options, lineno)
     close()
     for cell in cells:
-        if cell.kind in ("parameters", "include") and cell.source.strip():
+        if cell.kind in ("parameters", "module", "generated") and cell.source.strip():
             raise RenderError(f"{name}: line {cell.line}: a {cell.kind} cell must be empty in the layout")
     return cells
-
-
-def _module_markdown(rendered: RenderedModule, root: Path) -> str:
-    rel = rendered.path.relative_to(root).as_posix() if rendered.path.is_absolute() else rendered.name
-    summary = (rendered.docstring or "").strip().split("\n\n")[0].replace("\n", " ")
-    return f"`{rel}`: {summary}" if summary else f"`{rel}`"
 
 
 def build_notebook(
@@ -282,6 +329,15 @@ def build_notebook(
 ) -> NotebookNode:
     """The model's notebook, validated. ``params`` default to ``spec.default_parameters()``."""
     params = spec.default_parameters() if params is None else params
+    layout_cells = parse_layout(layout.read_text(encoding="utf-8"), name=layout.name)
+    for lc in layout_cells:
+        if lc.kind == "module" and lc.options[MODULE_KEY] == "@model":
+            lc.options[MODULE_KEY] = spec.model_module
+    modules = [lc.options[MODULE_KEY] for lc in layout_cells if lc.kind == "module"]
+    twice = sorted({m for m in modules if modules.count(m) > 1})
+    if twice:
+        raise RenderError(f"{layout.name}: module(s) written twice: {twice}")
+    sources = {m: module_cell_source(m, root).split("\n", 1)[1] for m in modules}
     fields = {
         "title": spec.title,
         "name": spec.name,
@@ -289,12 +345,12 @@ def build_notebook(
         "description": spec.description,
         # the mounted dataset's slug, from the row the parameters name
         "dataset": dataset_source(params.get("DATASET", DEFAULT_DATASET)).slug,
+        "modules": "\n".join(f"- `{module_file(m)}`: {_summary(sources[m], m)}".rstrip(": ")
+                             for m in modules),
     }
-    layout_cells = parse_layout(layout.read_text(encoding="utf-8"), name=layout.name)
     cells: list[NotebookNode] = []
     section = "intro"
     counters: dict[str, int] = {}
-    futures: list[str] = []
 
     def add(cell: NotebookNode) -> None:
         n = counters.get(section, 0)
@@ -302,10 +358,11 @@ def build_notebook(
         cell.id = f"{section}-{n}"[:64]
         cells.append(cell)
 
+    package_made = False
     for lc in layout_cells:
         if "section" in lc.options:
             section = lc.options["section"]
-            if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", section) or section in counters:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(section)) or section in counters:
                 raise RenderError(f"{layout.name}: line {lc.line}: section {section!r} is not a "
                                   f"new lower-case name")
         if lc.kind == "markdown":
@@ -317,32 +374,42 @@ def build_notebook(
             add(new_code_cell(lc.source))
         elif lc.kind == "parameters":
             add(new_code_cell(translate_parameters(params), metadata={"tags": [PARAMETERS_TAG]}))
+        elif lc.kind == "generated" and lc.options["generated"] == "package":
+            package_made = True
+            add(new_code_cell(package_cell_source(modules)))
+        elif lc.kind == "generated":
+            add(new_code_cell(config_cell_source(params)))
         else:
-            module = lc.options["include"]
-            if module == "@model":
-                module = spec.model_module
-            rendered = render_module(module, root)
-            futures += [f for f in rendered.future_imports if f not in futures]
-            add(new_markdown_cell(_module_markdown(rendered, root)))
-            add(new_code_cell(rendered.code, metadata={"module": module}))
-    if futures:
-        # A future import must start the first cell; IPython keeps its flag for later cells.
-        index = next(i for i, c in enumerate(cells) if c.cell_type == "code")
-        cell = new_code_cell(f"from __future__ import {', '.join(futures)}")
-        cell.id = f"{cell_section(cells[index])}-future"
-        cells.insert(index, cell)
+            module = lc.options[MODULE_KEY]
+            if not package_made:
+                raise RenderError(f"{layout.name}: line {lc.line}: module={module!r} before the "
+                                  f"generated=\"package\" cell that makes PACKAGE_DIR")
+            metadata = {MODULE_KEY: module, **json.loads(json.dumps(FOLDED))}
+            add(new_code_cell(f"{WRITEFILE}{module_file(module)}\n{sources[module]}", metadata=metadata))
+    _check_complete(cells, sources, layout.name, root)
     nb = new_notebook(
         cells=cells,
         metadata={"kernelspec": dict(KERNELSPEC), "language_info": dict(LANGUAGE_INFO)},
     )
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            try:
-                ast.parse(cell.source)
-            except SyntaxError as exc:
-                raise RenderError(f"cell {cell.id}: line {exc.lineno}: {exc.msg}") from exc
     nbformat.validate(nb)
     return nb
+
+
+def _check_complete(cells: list[NotebookNode], sources: dict[str, str], layout: str,
+                    root: Path) -> None:
+    """Every code cell parses and every own module imported anywhere is written."""
+    needed: list[tuple[str, int, str]] = []  # (where, line, module)
+    for module, source in sources.items():
+        tree = parse_source(source, module_file(module))
+        needed += [(module_file(module), line, m) for line, m in own_imports(tree, module, root)]
+    for cell in cells:
+        if cell.cell_type == "code" and MODULE_KEY not in cell.metadata:
+            tree = parse_source(cell.source, f"cell {cell.id}")
+            needed += [(f"cell {cell.id}", line, m) for line, m in own_imports(tree, cell.id, root)]
+    for where, line, module in needed:
+        if module not in sources:
+            raise RenderError(f"{where}: line {line}: imports {module}, which no module cell "
+                              f"writes: add '# %% module=\"{module}\"' to {layout}")
 
 
 def notebook_text(nb: NotebookNode) -> str:
@@ -371,15 +438,51 @@ def read_notebook(path: Path) -> NotebookNode:
     return nb
 
 
-def code_cells(nb: NotebookNode) -> list[tuple[int, NotebookNode]]:
-    return [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-
-
+# --------------------------------------------------------------------------------------------
+# Reading a rendered notebook: its package and its run section
+# --------------------------------------------------------------------------------------------
 def module_cells(nb: NotebookNode) -> list[NotebookNode]:
-    """The code cells pasted from modules (definitions only, no side effects), in order."""
-    return [c for c in nb.cells if c.cell_type == "code" and "module" in c.get("metadata", {})]
+    """The cells that write the package's modules, in order."""
+    return [c for c in nb.cells if c.cell_type == "code" and MODULE_KEY in c.get("metadata", {})]
+
+
+def module_source(cell: NotebookNode) -> tuple[str, str]:
+    """(file relative to the package folder, text) that a module cell writes: the bytes after
+    its ``%%writefile`` line, as IPython writes them."""
+    first, _, text = cell.source.partition("\n")
+    if not first.startswith(WRITEFILE):
+        raise RenderError(f"cell {cell.get('id')}: a module cell starts with {WRITEFILE!r}, "
+                          f"not {first!r}")
+    return first[len(WRITEFILE):].strip(), text
+
+
+def package_files(nb: NotebookNode) -> dict[str, str]:
+    """Every file of the notebook's package (relative path -> text), ``__init__.py`` included."""
+    files = dict(module_source(c) for c in module_cells(nb))
+    modules = [rel[:-len(".py")].replace("/", ".") for rel in files]
+    for folder in package_dirs(modules):
+        files.setdefault(f"{folder}/__init__.py", "")
+    return files
+
+
+def write_package(nb: NotebookNode, folder: Path) -> Path:
+    """Write the notebook's package into ``folder`` (what the notebook's cells write on Kaggle)."""
+    folder = Path(folder)
+    for rel, text in package_files(nb).items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return folder
 
 
 def cell_section(cell: NotebookNode) -> str:
     """The section name encoded in a rendered cell id (``data-2`` -> ``data``)."""
     return str(cell.get("id", "")).rsplit("-", 1)[0] or "?"
+
+
+def run_section(nb: NotebookNode) -> list[NotebookNode]:
+    """The cells after the library section: what a reader scrolls through."""
+    last = max((i for i, c in enumerate(nb.cells) if cell_section(c) == LIBRARY_SECTION), default=-1)
+    if last < 0:
+        raise RenderError(f"the notebook has no {LIBRARY_SECTION!r} section")
+    return nb.cells[last + 1:]

@@ -86,13 +86,13 @@ class ModelSpec:
                 f"{self.name}: title {self.title!r} resolves to slug {slugify_title(self.title)!r}, "
                 f"not {self.slug!r}; Kaggle would name the notebook after the title"
             )
-        unknown = sorted(set(self.parameters) - set(BASE_PARAMETERS) - {"MODEL_NAME"})
+        unknown = sorted(set(self.parameters) - set(BASE_PARAMETERS) - {"MODEL"})
         if unknown:
             raise SpecError(f"{self.name}: unknown parameter(s) {unknown}; known: {sorted(BASE_PARAMETERS)}")
 
     def default_parameters(self) -> dict[str, Any]:
-        """The parameters cell's values: shared defaults, then this model's, ``MODEL_NAME`` first."""
-        return {"MODEL_NAME": self.name, **BASE_PARAMETERS, **self.parameters}
+        """The parameters cell's values: shared defaults, then this model's, ``MODEL`` first."""
+        return {"MODEL": self.name, **BASE_PARAMETERS, **self.parameters}
 
     @property
     def notebook_file(self) -> str:

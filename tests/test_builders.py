@@ -44,7 +44,7 @@ def test_committed_metadata_has_the_kaggle_fields(spec):
 @pytest.mark.parametrize(("spec", "batch"), [(dpt.SPEC, 8), (crn.SPEC, 16)], ids=["dpt", "crn"])
 def test_seed_defaults(spec, batch):
     p = spec.default_parameters()
-    assert (p["MODEL_NAME"], p["BATCH_SIZE"], p["EPOCHS"], p["LR"], p["CROP_SECONDS"]) == \
+    assert (p["MODEL"], p["BATCH_SIZE"], p["EPOCHS"], p["LR"], p["CROP_SECONDS"]) == \
         (spec.name, batch, 30, 1e-3, 3.0)
     assert (p["DATA_DIR"], p["WORK_DIR"], p["MAX_STEPS"], p["SMOKE"]) == \
         ("/kaggle/input", "/kaggle/working", None, False)

@@ -68,16 +68,16 @@ def test_diverging_learning_rate_fails(batch):
 
 def test_check_learning_runs_the_notebook_code_and_names_the_failure(tmp_path):
     """Through the harness: the notebook's own build_loss with its sign flipped is caught."""
-    ctx = checks.SmokeContext(crn.SPEC, build_notebook(crn.SPEC), None, tmp_path)
-    checks.check_imports_config(ctx)
-    message = checks.check_learning(ctx)
-    assert "SI-SDR" in message and ctx.learning.learned
-    good = ctx.ns["build_loss"]
+    with checks.SmokeContext(crn.SPEC, build_notebook(crn.SPEC), None, tmp_path) as ctx:
+        checks.check_imports_config(ctx)
+        message = checks.check_learning(ctx)
+        assert "SI-SDR" in message and ctx.learning.learned
+        good = ctx.ns["build_loss"]
 
-    def wrong_sign(name):
-        loss = good(name)
-        return lambda est, clean: -loss(est, clean)
+        def wrong_sign(name):
+            loss = good(name)
+            return lambda est, clean: -loss(est, clean)
 
-    ctx.ns["build_loss"] = wrong_sign
-    with pytest.raises(checks.SmokeCheckError, match="crn .* does not learn: .*SI-SDR"):
-        checks.check_learning(ctx)
+        ctx.ns["build_loss"] = wrong_sign
+        with pytest.raises(checks.SmokeCheckError, match="crn .* does not learn: .*SI-SDR"):
+            checks.check_learning(ctx)
