@@ -198,6 +198,7 @@ def package_dirs(modules: list[str]) -> list[str]:
 
 def package_cell_source(modules: list[str]) -> str:
     """The library section's first cell: the package folder, outside ``WORK_DIR``."""
+    own_modules = rf"({'|'.join(OWN_PACKAGES)})(\.|$)"  # a regex on module names
     return textwrap.dedent(f"""\
         # The package this notebook carries: the folded cells below write its modules into
         # PACKAGE_DIR, a new folder outside WORK_DIR (which Kaggle saves as the output); the run
@@ -215,7 +216,7 @@ def package_cell_source(modules: list[str]) -> str:
         # worker processes started with "spawn" find the package too
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_DIR, os.environ.get("PYTHONPATH")]))
         # a deprecation in our own modules is shown, as Python shows it for a cell's code
-        warnings.filterwarnings("default", category=DeprecationWarning, module=r"(compat|templates)(\\.|$)")""")
+        warnings.filterwarnings("default", category=DeprecationWarning, module={own_modules!r})""")
 
 
 def module_cell_source(module: str, root: Path = REPO_ROOT) -> str:

@@ -160,6 +160,29 @@ def test_watch_records_what_python_addresses_to_notebook_code(tmp_path):
     assert rows[0]["message"] == "old() is deprecated, use new()" and rows[0]["code"] == "lib.old()"
 
 
+def test_watch_counts_the_notebooks_package_as_notebook_code(tmp_path, monkeypatch):
+    """A deprecation our module (written by the notebook, imported as templates.x) runs into is
+    recorded at the module's line; the same call from a library's module is not."""
+    out = tmp_path / "w.jsonl"
+    monkeypatch.setattr(kernel_warnings, "PACKAGES", ("templates", "compat"))
+    lib = _fake_library("somelib.sub")
+    ours = {"__name__": "templates.export", "lib": lib}
+    theirs = {"__name__": "otherlib.export", "lib": lib}
+    source = "def export():\n    return lib.old()\n"
+    linecache.cache["/pkg/templates/export.py"] = (len(source), None, source.splitlines(True),
+                                                   "/pkg/templates/export.py")
+    exec(compile(source, "/pkg/templates/export.py", "exec"), ours)
+    exec(compile(source, "/pkg/otherlib/export.py", "exec"), theirs)
+    cell = {"__name__": "__main__", "ours": ours["export"], "theirs": theirs["export"]}
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        kernel_warnings.install(out)
+        exec(compile("ours()\ntheirs()\n", "/tmp/ipykernel_1/43.py", "exec"), cell)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["module"], r["cell_line"], r["code"]) for r in rows] == [
+        ("templates.export", 2, "return lib.old()")]
+
+
 def test_warnings_are_described_by_cell_and_line(tmp_path):
     cells = [new_code_cell("# Parameters", id="parameters-0", metadata={"tags": ["parameters"]}),
              new_code_cell("def export():\n    q = quantize()\n", id="export-0"),
@@ -175,6 +198,9 @@ def test_warnings_are_described_by_cell_and_line(tmp_path):
     text = describe_warnings([row], executed, original)
     assert "cell 2 (train) calling cell 1 (export) line 2: `q = quantize()`" in text
     assert "FutureWarning: quantize is deprecated" in text and "torch.ao:12" in text
+    row = {**row, "module": "templates.export", "cell_text": "", "cell_line": 40}
+    text = describe_warnings([row], executed, original)
+    assert "cell 2 (train) calling templates.export line 40: `q = quantize()`" in text
 
 
 def test_rehearsal_in_an_env_fails_on_a_warning_with_cell_and_line(tmp_path):
