@@ -24,9 +24,9 @@ from builders.metadata import (
     resume_source,
     write_metadata,
 )
+from builders.validate import option_problems, out_problems, parameter_problems, user_problem
 from render.notebook import REPO_ROOT, build_notebook, write_notebook
 from render.spec import ModelSpec
-from builders.validate import option_problems, out_problems, parameter_problems, user_problem
 
 RUNS_DIR = REPO_ROOT / "runs"
 #: Where a push renders its folder by default: ignored by git (.gitignore), never committed.

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 
-def _plots_pyplot():
+def _pyplot():
     try:
         import matplotlib
     except ImportError as exc:  # pragma: no cover - matplotlib is on Kaggle and in our venv
@@ -29,7 +29,7 @@ def plot_training_curves(history, path) -> Path:
     """
     if not history:
         raise ValueError("plot_training_curves: the history is empty (no epoch was run)")
-    plt = _plots_pyplot()
+    plt = _pyplot()
     epochs = [int(r["epoch"]) for r in history]
     train = [float(r["train_loss"]) for r in history]
     val = [float(r["val_loss"]) for r in history]
@@ -81,7 +81,7 @@ def plot_spectrograms(examples, path, sample_rate: int = 16000, max_seconds: flo
     """
     if not examples:
         raise ValueError("plot_spectrograms: no examples to plot")
-    plt = _plots_pyplot()
+    plt = _pyplot()
     keep = int(max_seconds * sample_rate)
     cols = ("noisy", "enhanced", "clean")
     specs = [[log_magnitude_db(np.asarray(ex[c])[:keep]) for c in cols] for ex in examples]
