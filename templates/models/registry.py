@@ -1,9 +1,9 @@
 """Model registry: names -> MaskingModel classes, building from config, parameter accounting.
 
-A model module registers itself (`@register_model("crn")`), so a notebook that pastes base.py,
-registry.py and one model module has exactly that model registered. Outside a notebook,
-`build_model` imports the built-in model modules lazily the first time a name is missing;
-this module never imports them at load time (that would pull every model into every notebook).
+A model module registers itself (`@register_model("crn")`). `build_model` imports the built-in
+model modules lazily the first time a name is missing; this module never imports them at load
+time (that would pull every model into every notebook). A notebook's package holds base.py,
+registry.py and its one model module, so exactly that model can be built there.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def register_model(name: str) -> Callable[[type[MaskingModel]], type[MaskingMode
 def _load_builtin_models() -> None:
     """Import the built-in model modules whose names are not registered yet.
 
-    In a rendered notebook the model class is already registered by its own cell and the
-    `templates` package does not exist, so nothing is imported and a missing module is skipped.
+    In a notebook the package holds only its own model module: the others are missing there and
+    skipped.
     """
     for name, module in _BUILTIN_MODEL_MODULES.items():
         if name in _MODEL_REGISTRY:
