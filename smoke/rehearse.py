@@ -2,9 +2,9 @@
 
 papermill injects small values after the ``parameters`` cell (one epoch, a step cap, the local
 dataset in the Kaggle layout with ``.7z`` archives, a temporary working directory, CPU), runs the
-notebook top to bottom, and the outputs DESIGN.md lists are then checked: files exist and the
-summary's metrics are finite. A failing cell is reported by index and section with its traceback
-and the innermost frame in a module of the notebook's package.
+notebook top to bottom, and the outputs docs/architecture.md lists are then checked: files exist
+and the summary's metrics are finite. A failing cell is reported by index and section with its
+traceback and the innermost frame in a module of the notebook's package.
 
 With ``env`` (a Kaggle-image venv from smoke/kaggle_env.py) the kernel runs that venv's python
 through a kernelspec of its own, papermill still drives it from the toolkit's venv (as Kaggle's

@@ -78,7 +78,7 @@ def test_audio_info_old_torchaudio_with_info(ramp16k, monkeypatch):
 
 
 def test_audio_info_new_torchaudio_without_info_uses_wave_header(tmp_path, monkeypatch):
-    # Kaggle's newer torchaudio has no info(): the seed's breakage #4. No decoding either.
+    # Kaggle's newer torchaudio has no info(), which broke the user's notebooks. No decoding either.
     p = _write(tmp_path / "b.wav", np.zeros((4000, 2), np.float32), 16000, "PCM_16")
     ta = _fake_torchaudio(with_info=False)
     _backends(monkeypatch, torchaudio=ta)
@@ -237,3 +237,12 @@ def test_subtype_from_every_header_reader(tmp_path, monkeypatch):
         ta = types.SimpleNamespace(info=lambda path, m=meta: m, load=None)
         _backends(monkeypatch, torchaudio=ta)
         assert audio_info(flt) == AudioInfo(800, 16000, 1) and audio_info(flt).subtype == want
+
+
+def test_audio_info_reports_subtype(tmp_path):
+    x = np.zeros(800, np.float32)
+    for subtype in ("PCM_16", "PCM_24", "FLOAT", "DOUBLE"):
+        p = _write(tmp_path / f"{subtype}.wav", x, 16000, subtype)
+        assert audio_info(p).subtype == subtype
+    assert AudioInfo(1, 2, 3).subtype is None  # old constructors still work
+    assert AudioInfo(1, 2, 3, "FLOAT") == AudioInfo(1, 2, 3)  # not part of equality

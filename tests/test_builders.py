@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -15,11 +16,20 @@ from builders.metadata import GPU_SHAPES
 from render.notebook import REPO_ROOT, build_notebook, notebook_text
 from render.spec import ModelSpec, SpecError
 from smoke.run import MODELS, load_spec
-from tests.conftest_notebooks import read_validated
+from tests.helpers.notebooks import read_validated
 
 SPECS = [load_spec(name) for name in MODELS]  # every builders/<name>.py with a SPEC
 STALE = ("is out of date: a rendered module or the layout changed. Run "
-         "`python builders/dpt.py && python builders/crn.py` and commit notebooks/")
+         "`python builders/<model>.py` for every model and commit notebooks/")
+
+
+def test_every_committed_notebook_folder_is_a_discovered_model():
+    # The tests below run once per discovered model: if discovery lost one, its committed
+    # notebook would go unchecked and nothing would fail.
+    folders = {p.name for p in (Path(__file__).resolve().parents[1] / "notebooks").iterdir()
+               if p.is_dir()}
+    assert sorted(MODELS) == sorted(folders)
+    assert {"crn", "dpt", "crn_causal", "compact_crn"} <= set(MODELS)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
@@ -128,8 +138,9 @@ def test_pin_image_and_docker_image_go_into_the_metadata(tmp_path, capsys):
                      "--docker-image", DIGEST]) == 2
     assert "cannot go with --pin-image latest" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as refused:
         dpt.main(["--out", str(tmp_path / "z"), "--pin-image", "newest"])
+    assert refused.value.code == 2 and "newest" in capsys.readouterr().err
     # without the flags the metadata has neither field (the committed notebooks stay as they are)
     assert dpt.main(["--out", str(tmp_path / "n"), "--user", "u"]) == 0
     meta = json.loads((tmp_path / "n" / "kernel-metadata.json").read_text())

@@ -7,6 +7,7 @@ import py7zr
 import soundfile as sf
 
 from smoke.check_data import EXIT_NOT_FOUND, EXIT_OK, EXIT_REFUSED, main
+from smoke.dataset import build_local_dataset
 
 SR = 16000
 
@@ -75,8 +76,5 @@ def test_archives_extracted_into_work_dir_not_root(tmp_path, capsys):
 
 
 def test_local_generated_dataset_passes(tmp_path, capsys):
-    import pytest
-
-    dataset = pytest.importorskip("smoke.dataset")
-    out = dataset.build_local_dataset(tmp_path / "ds", n_train=2, n_test=1, seconds=(3.0, 3.5), seed=1, archives=True)
+    out = build_local_dataset(tmp_path / "ds", n_train=2, n_test=1, seconds=(3.0, 3.5), seed=1, archives=True)
     assert main([str(out), "--work-dir", str(tmp_path / "w")]) == EXIT_OK, capsys.readouterr().out

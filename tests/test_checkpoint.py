@@ -51,7 +51,7 @@ def test_roundtrip_restores_model_optimizer_scheduler_and_metadata(tmp_path):
 
 def test_bare_state_dict_from_old_runs_loads(tmp_path):
     model = _net()
-    torch.save(model.state_dict(), tmp_path / "ckpt_ep5.pth")  # what the seed's runs wrote
+    torch.save(model.state_dict(), tmp_path / "ckpt_ep5.pth")  # what the user's original runs wrote
     fresh = _net()
     out = load_checkpoint(tmp_path / "ckpt_ep5.pth", fresh)
     assert _same_weights(model, fresh)

@@ -325,7 +325,7 @@ def test_set_epoch_reaches_persistent_workers(tmp_path):
         np.testing.assert_array_equal(_indices(clean), _indices(noisy))
 
 
-# ---------------------------------------------------------------- review: discovery edge cases
+# ---------------------------------------------------------------- discovery edge cases
 
 
 def test_shared_extraction_cache_never_serves_another_datasets_files(tmp_path):

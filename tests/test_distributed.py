@@ -109,7 +109,7 @@ def test_worker_error_reaches_the_caller(tmp_path):
             raise ValueError("rank 1 exploded")
         return "ok"
 
-    with pytest.raises(Exception, match="rank 1 exploded"):
+    with pytest.raises(TrainingWorkerError, match="rank 1 exploded"):
         launch_training(boom, None, num_processes=2, backend="gloo")
 
 

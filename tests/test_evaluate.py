@@ -134,7 +134,7 @@ def test_unreadable_files_are_skipped_and_counted(tmp_path):
 
 
 def test_first3_scores_the_first_3_s_of_both_files_at_offset_0(tmp_path):
-    # the seed's protocol: noisy and clean cut to the same first 3 s (offset 0, aligned)
+    # the user's original protocol: noisy and clean cut to the same first 3 s (offset 0, aligned)
     pairs = _write_pairs(tmp_path, 1, 5.0)
     cfg = RunConfig(model="tiny", work_dir=str(tmp_path / "out"), eval_mode="first3")
     res = evaluate_model(Identity(), pairs, cfg, CPU)

@@ -23,7 +23,7 @@ from builders.kaggle_ops import (
     kernel_status,
     push_notebook,
 )
-from tests.kaggle_fake_server import FakeKaggle
+from tests.helpers.kaggle_fake_server import FakeKaggle
 
 REPO = Path(__file__).resolve().parents[1]
 USER = "alice"

@@ -55,7 +55,7 @@ def test_mag_l1_calibration_and_level_invariance():
     clean = _speech_like(4, 2)
     noisy = _noisy(clean, 5)
     value = loss(noisy, clean).item()
-    assert 0.03 < value < 0.2  # the seed's loss scale (validation ~0.05 after training)
+    assert 0.03 < value < 0.2  # the user's original loss scale (validation ~0.05 after training)
     # Same utterance recorded 20 dB quieter: same loss.
     assert loss(0.1 * noisy, 0.1 * clean).item() == pytest.approx(value, rel=1e-4)
     # Scaling only the estimate is penalised (the level is taken from the clean signal).

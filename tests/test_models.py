@@ -164,7 +164,7 @@ def test_register_model_for_a_new_masker(monkeypatch):
     assert model.model_name == "test_allpass" and "test_allpass" in model_names()
     wav = torch.randn(1, 8000)
     torch.testing.assert_close(model(wav), wav, atol=1e-5, rtol=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="not a MaskingModel subclass"):
         register_model("not_a_model")(int)
 
 

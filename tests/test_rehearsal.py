@@ -13,7 +13,7 @@ from builders import dpt
 from render.notebook import KERNELSPEC, build_notebook, write_notebook
 from smoke.rehearse import RehearsalError, check_outputs, expected_outputs, rehearse
 from smoke.run import MODELS, load_spec
-from tests.conftest_notebooks import read_validated
+from tests.helpers.notebooks import read_validated
 
 EXPORT = {"latency": [{"variant": v, "ms_per_hop_median": 1.0} for v in ("fp32", "int8", "onnx")]}
 

@@ -25,9 +25,7 @@ from render.notebook import (
 )
 from render.spec import ModelSpec
 from smoke.package import notebook_package
-from tests.conftest_notebooks import TINY_SPEC, read_validated
-
-pytest_plugins = ["tests.conftest_notebooks"]
+from tests.helpers.notebooks import TINY_SPEC, read_validated
 
 
 # ---- translator --------------------------------------------------------------------------

@@ -15,12 +15,12 @@ from templates.config import RunConfig
 from templates.data import DatasetNotFoundError
 from templates.pipeline import find_resume_checkpoint, prepare_data, resume_from_input
 from templates.train import TimeBudget, train_model
-from tests.test_train import CPU, TinyMasker, _cfg, _loaders, l1
+from tests.helpers.training import CPU, TinyMasker, l1, tiny_config, tiny_loaders
 
 
 def test_time_budget_stops_before_an_epoch_that_would_not_fit(tmp_path, capsys):
-    train, val = _loaders()
-    cfg = _cfg(tmp_path, epochs=5)
+    train, val = tiny_loaders()
+    cfg = tiny_config(tmp_path, epochs=5)
     # The export reserve alone takes all that is left: any second epoch would not fit.
     budget = TimeBudget(deadline=time.time() + 100.0, hours=1.0, export_seconds=100.0)
     res = train_model(TinyMasker(), train, val, l1, cfg, CPU, budget=budget)
@@ -31,18 +31,18 @@ def test_time_budget_stops_before_an_epoch_that_would_not_fit(tmp_path, capsys):
 
 
 def test_time_budget_that_fits_changes_nothing(tmp_path):
-    train, val = _loaders()
+    train, val = tiny_loaders()
     budget = TimeBudget.from_hours(1.0, time.time(), export_seconds=1.0)
-    res = train_model(TinyMasker(), train, val, l1, _cfg(tmp_path, epochs=3), CPU, budget=budget)
+    res = train_model(TinyMasker(), train, val, l1, tiny_config(tmp_path, epochs=3), CPU, budget=budget)
     assert res.stopped_by == "epochs" and res.epochs_run == 3
 
 
 def test_resumed_run_uses_the_earlier_versions_epoch_time(tmp_path, capsys):
-    train, val = _loaders()
-    train_model(TinyMasker(), train, val, l1, _cfg(tmp_path, epochs=1), CPU)
+    train, val = tiny_loaders()
+    train_model(TinyMasker(), train, val, l1, tiny_config(tmp_path, epochs=1), CPU)
     # Already past the deadline: the resumed run knows an epoch's cost from last.pth's history.
     budget = TimeBudget.from_hours(1.0, time.time() - 3600.0, export_seconds=0.0)
-    res = train_model(TinyMasker(), train, val, l1, _cfg(tmp_path, epochs=3), CPU, budget=budget)
+    res = train_model(TinyMasker(), train, val, l1, tiny_config(tmp_path, epochs=3), CPU, budget=budget)
     assert res.stopped_by == "time_budget" and res.epochs_run == 1
     assert res.epochs_this_session == 0 and res.resumed_from_epoch == 1
 

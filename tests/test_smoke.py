@@ -41,7 +41,7 @@ def test_checks_pass_on_the_rendered_notebook(dpt_notebook, tmp_path, contexts):
 
 
 def test_dataset_check_catches_misaligned_crops(dpt_notebook, tmp_path, contexts):
-    """The seed's bug: independent offsets for noisy and clean."""
+    """The bug of the user's original notebooks: independent offsets for noisy and clean."""
     ctx = _ctx(dpt_notebook, tmp_path, contexts)
     good = ctx.ns["AlignedCropDataset"]
 

@@ -288,7 +288,7 @@ def test_plateau_scheduler_real_torch_drops_verbose_and_reduces_lr():
 
 
 def test_plateau_scheduler_keeps_typos_loud():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="patiance"):
         tc.make_plateau_scheduler(_optimizer(), patiance=3)
 
 

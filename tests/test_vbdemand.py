@@ -19,7 +19,7 @@ from templates.datasets import (
     format_published_comparison,
     published_comparison,
 )
-from tests.conftest_notebooks import read_validated
+from tests.helpers.notebooks import read_validated
 
 
 @pytest.fixture(scope="module")

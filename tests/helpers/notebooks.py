@@ -1,7 +1,6 @@
-"""Fixtures for the notebook tests: a tiny repo of stand-in modules and a layout using them.
+"""For the notebook tests: a tiny repo of stand-in modules, a layout using them, a validating read.
 
-Imported by the notebook test files (``from tests.conftest_notebooks import ...``) rather than
-living in tests/conftest.py, which belongs to the whole suite.
+The ``standin_repo`` fixture (tests/conftest.py) writes that repo with ``write_standin_repo``.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import nbformat
-import pytest
 
 from render.spec import ModelSpec
 
@@ -98,15 +96,14 @@ TINY_SPEC = ModelSpec(
 )
 
 
-@pytest.fixture
-def standin_repo(tmp_path: Path) -> Path:
-    """A directory laid out like the repo, holding the stand-in modules and layout."""
+def write_standin_repo(root: Path) -> Path:
+    """Lay ``root`` out like the repo, holding the stand-in modules and layout; returns ``root``."""
     for rel, text in STANDIN_MODULES.items():
-        path = tmp_path / rel
+        path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    (tmp_path / "templates" / "notebook.pct.py").write_text(STANDIN_LAYOUT.lstrip(), encoding="utf-8")
-    return tmp_path
+    (root / "templates" / "notebook.pct.py").write_text(STANDIN_LAYOUT.lstrip(), encoding="utf-8")
+    return root
 
 
 def read_validated(path: Path):

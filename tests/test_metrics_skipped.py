@@ -1,4 +1,4 @@
-"""Review: failures of pesq/pystoi that must become skipped files, never a crash or a hang."""
+"""templates.metrics: failures of pesq/pystoi become skipped files, never a crash or a hang."""
 
 import math
 import os

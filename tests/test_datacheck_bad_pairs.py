@@ -1,14 +1,13 @@
-"""Review of issue 2 "bad input": partly misaligned data, and NaN/Inf anywhere in a float wav."""
+"""templates.datacheck on pairs that are bad one by one: a misaligned few, NaN/Inf, undecodable."""
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 import templates.datacheck as dc
-from compat.audio import AudioInfo, audio_info
 from templates.data import pair_files
 from templates.datacheck import DataError, check_pairs
-from tests.test_datacheck import SR, make_pairs
+from tests.helpers.pairs import SR, make_pairs
 
 
 def _check(root, **kw):
@@ -72,16 +71,6 @@ def test_aligned_and_fully_misaligned_behave_as_before(tmp_path):
     assert not any("sampled pairs have" in x for x in bad.refusals)  # one reason, not two
     assert not any("usable" in x for x in bad.refusals)  # not "none usable" for the skipped sample
     assert len(bad.low_corr_files) == 4
-
-
-def test_audio_info_reports_subtype(tmp_path):
-    x = np.zeros(800, np.float32)
-    for subtype in ("PCM_16", "PCM_24", "FLOAT", "DOUBLE"):
-        p = tmp_path / f"{subtype}.wav"
-        sf.write(str(p), x, SR, subtype=subtype)
-        assert audio_info(p).subtype == subtype
-    assert AudioInfo(1, 2, 3).subtype is None  # old constructors still work
-    assert AudioInfo(1, 2, 3, "FLOAT") == AudioInfo(1, 2, 3)  # not part of equality
 
 
 def _counting_loader(monkeypatch):
