@@ -177,16 +177,13 @@ def own_imports(tree: ast.Module, name: str, root: Path = REPO_ROOT) -> list[tup
             if isinstance(node, ast.ImportFrom) and node.level > 0:
                 raise RenderError(f"{name}: line {node.lineno}: relative import; use "
                                   f"'from templates.x import ...' so the renderer sees it")
-            candidates: list[str] = []
+            needed: list[str] = []
             if isinstance(node, ast.Import):
-                candidates = [a.name for a in node.names if _is_own(a.name)]
+                needed = [a.name for a in node.names if _is_own(a.name)]
             elif isinstance(node, ast.ImportFrom) and _is_own(node.module):
-                candidates = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            for module in candidates:
-                is_file = (root / module_file(module)).is_file()
-                is_package = (root / module.replace(".", "/")).is_dir()
-                if is_file or (not is_package and module in candidates[:1]):
-                    found.append((node.lineno, module))
+                needed = [node.module] + [f"{node.module}.{a.name}" for a in node.names
+                                          if (root / module_file(f"{node.module}.{a.name}")).is_file()]
+            found += [(node.lineno, m) for m in needed if not (root / m.replace(".", "/")).is_dir()]
     return found
 
 

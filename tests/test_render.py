@@ -203,6 +203,20 @@ def test_module_that_no_cell_writes_is_named(standin_repo):
         build_notebook(TINY_SPEC, layout=layout, root=standin_repo)
 
 
+def test_own_imports_are_found_wherever_they_are(standin_repo):
+    import ast
+
+    from render.notebook import own_imports
+
+    source = ("import os\nfrom templates import stage\nimport compat.util\n"
+              "def f():\n    from templates.models import tiny\n    return tiny\n"
+              "if __name__ == '__main__':\n    from templates.nothing import x\n")
+    assert own_imports(ast.parse(source), "m", standin_repo) == [
+        (2, "templates.stage"), (3, "compat.util"), (5, "templates.models.tiny")]
+    with pytest.raises(RenderError, match="m: line 1: relative import"):
+        own_imports(ast.parse("from . import stage\n"), "m", standin_repo)
+
+
 @pytest.mark.parametrize("name", ["dpt", "crn", "crn_causal", "compact_crn"])
 def test_run_section_is_short(name):
     """What a reader scrolls through after the folded library: under 40 cells for every model."""
