@@ -11,6 +11,7 @@ the committed-notebook freshness check.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import math
@@ -24,7 +25,14 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from render.notebook import PARAMETERS_TAG, REPO_ROOT, build_notebook, notebook_text, read_notebook
+from render.notebook import (
+    OWN_PACKAGES,
+    PARAMETERS_TAG,
+    REPO_ROOT,
+    build_notebook,
+    notebook_text,
+    read_notebook,
+)
 from render.spec import ModelSpec
 from smoke.lint import lint_notebook, raise_for_issues
 from smoke.package import notebook_package
@@ -86,6 +94,15 @@ def _exec_cells(ctx: SmokeContext) -> None:
                               f"found {len(params)} and {len(config)}")
     ctx.package = ctx.stack.enter_context(notebook_package(ctx.notebook, ctx.tmp / "package"))
     ctx.ns.update(package_names(ctx.package))
+    for cell in code:  # the run section's own imports name what the package defines
+        if "module" in cell.metadata:
+            continue
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in OWN_PACKAGES:
+                try:
+                    exec(compile(ast.Module([node], []), f"<cell {cell.id}>", "exec"), {})
+                except ImportError as exc:
+                    raise SmokeCheckError(f"cell {cell.id} line {node.lineno}: {exc}") from exc
     for cell in params + config:
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the glue cell prints cfg

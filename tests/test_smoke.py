@@ -96,6 +96,15 @@ def test_checks_run_the_modules_the_notebook_writes(dpt_notebook, tmp_path):
         assert "identity" in checks.check_si_sdr(ctx)
 
 
+def test_imports_check_names_a_run_cell_importing_what_the_package_lacks(tmp_path, contexts):
+    nb = build_notebook(dpt.SPEC)
+    cell = next(c for c in nb.cells if "import run_evaluation" in c.source or "run_evaluation," in c.source)
+    cell.source = cell.source.replace("run_evaluation", "run_evaluation_renamed", 1)
+    with pytest.raises(checks.SmokeCheckError, match=f"cell {cell.id} line 1: cannot import name "
+                                                     f"'run_evaluation_renamed'"):
+        _ctx(nb, tmp_path, contexts)
+
+
 def test_lint_check_fails_on_seed_shadowing(dpt_notebook, tmp_path):
     nb = build_notebook(dpt.SPEC)
     cell = next(c for c in nb.cells if c.metadata.get("module") == "templates.models.dpt")
