@@ -230,6 +230,40 @@ def test_rehearsal_in_an_env_fails_on_a_warning_with_cell_and_line(tmp_path):
     assert "FutureWarning: resample() is deprecated" in message and "oldlib:4" in message
 
 
+def test_rehearsal_in_an_env_fails_on_a_deprecation_inside_the_notebooks_package(standin_repo,
+                                                                                 tmp_path):
+    """A DeprecationWarning addressed to one of our modules (written by the notebook, imported
+    from its package) is shown, recorded and named by module and line, as one in a cell is."""
+    from render.notebook import build_notebook
+    from tests.helpers.notebooks import TINY_SPEC
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "oldlib.py").write_text(
+        "import warnings\n\ndef resample(x):\n"
+        "    warnings.warn('resample() is deprecated', DeprecationWarning, stacklevel=2)\n"
+        "    return x\n")
+    (standin_repo / "templates/stage.py").write_text(
+        '"""A stage that calls a deprecated library function."""\n\nimport oldlib\n\n'
+        "from compat.util import double\n\n\ndef run_stage(value: float) -> float:\n"
+        "    return oldlib.resample(double(value)) + 1\n")
+    nb = build_notebook(TINY_SPEC, layout=standin_repo / "templates/notebook.pct.py", root=standin_repo)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    path = write_notebook(nb, tmp_path / "tiny.ipynb")
+    pins = tmp_path / "own.txt"
+    pins.write_text("ipykernel\n")
+    env = KaggleEnv(load_pins(pins), Path(sys.prefix), Path(sys.executable), sys.version_info[:2],
+                    "the toolkit's venv", False, 0.0, 0)
+    with pytest.raises(RehearsalError) as info:
+        rehearse(TINY_SPEC, path, tmp_path / "data", tmp_path / "run", timeout=120, env=env,
+                 environ={"PYTHONPATH": str(lib)})
+    message = str(info.value)
+    assert "1 warning(s) from the notebook's code" in message
+    assert ("calling templates.stage line 9: `return oldlib.resample(double(value)) + 1`"
+            in message)
+    assert "DeprecationWarning: resample() is deprecated" in message
+
+
 def test_int8_export_is_a_recorded_skip_where_torch_ao_quantization_is_gone(tmp_path, monkeypatch):
     from smoke.rehearse import check_outputs
     from templates.export import Int8Unavailable, export_artifacts, quantize_int8
