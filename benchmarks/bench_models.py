@@ -16,11 +16,17 @@ import time
 
 import torch
 
+from templates.config import RunConfig
 from templates.losses import build_loss
+from templates.models.catalog import model_row
 from templates.models.registry import build_model, count_parameters
 
-SEED_BATCH = {"crn": 16, "dpt": 8, "crn_causal": 16, "compact_crn": 16}  # the builders' BATCH_SIZE
 SAMPLE_RATE = 16000
+
+
+def notebook_batch_size(name: str) -> int:
+    """The model's notebook ``BATCH_SIZE``: its table row's, else ``RunConfig``'s default."""
+    return model_row(name).defaults.get("batch_size", RunConfig.batch_size)
 
 
 def bench_training(name: str, batch: int, steps: int, warmup: int, crop_s: float = 3.0) -> dict:
@@ -75,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU")
     for name in args.models:
-        batch = SEED_BATCH.get(name, 8)
+        batch = notebook_batch_size(name)
         train = bench_training(name, batch, args.steps, args.warmup)
         rtf = bench_rtf(name)
         print(

@@ -27,7 +27,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import templates.models.crn_causal  # noqa: E402,F401
 from compat.audio import load_audio  # noqa: E402
 from deploy.quantize import quantize_int8  # noqa: E402
 from deploy.vad import (  # noqa: E402

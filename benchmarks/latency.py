@@ -44,9 +44,10 @@ from deploy.onnx_export import OnnxEnhancer, export_masker_onnx  # noqa: E402
 from deploy.onnx_streaming import OnnxStepModel, export_step_onnx  # noqa: E402
 from deploy.quantize import model_config, quantize_int8, save_int8  # noqa: E402
 from deploy.streaming import ALGORITHMIC_LATENCY_MS, StreamingEnhancer  # noqa: E402
+from templates.models.catalog import catalog_names  # noqa: E402
 from templates.models.registry import build_model, count_parameters  # noqa: E402
 
-MODELS = ("crn", "dpt", "crn_causal", "compact_crn")
+MODELS = tuple(catalog_names())  # every row of the model table
 
 SR, HOP = 16000, 256
 HOP_MS = 1000.0 * HOP / SR

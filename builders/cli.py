@@ -8,7 +8,10 @@ committed ``notebooks/<model>/`` never carries a user name and ``git status`` st
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,32 +29,64 @@ from builders.metadata import (
 )
 from builders.validate import option_problems, out_problems, parameter_problems, user_problem
 from render.notebook import REPO_ROOT, build_notebook, write_notebook
-from render.spec import ModelSpec
+from render.spec import ModelSpec, model_spec, parameter_name
+from templates.config import RunConfig
 
 RUNS_DIR = REPO_ROOT / "runs"
 #: Where a push renders its folder by default: ignored by git (.gitignore), never committed.
 STAGING_DIR = REPO_ROOT / ".push"
 
-# option -> parameters-cell name; argparse types do the parsing, the translator writes the code
-_OVERRIDES: list[tuple[str, str, Any, str]] = [
-    ("--epochs", "EPOCHS", int, "training epochs"),
-    ("--batch-size", "BATCH_SIZE", int, "batch size per optimiser step (split across GPUs)"),
-    ("--lr", "LR", float, "learning rate"),
-    ("--crop-seconds", "CROP_SECONDS", float, "training crop length in seconds"),
-    ("--seed", "SEED", int, "random seed"),
-    ("--max-steps", "MAX_STEPS", int, "cap on optimiser steps per epoch"),
-    ("--num-workers", "NUM_WORKERS", int, "DataLoader workers"),
-    ("--eval-mode", "EVAL_MODE", str, "'full' files or 'first3' seconds"),
-    ("--max-test-files", "MAX_TEST_FILES", int, "evaluate only this many test files"),
-    ("--warmup-epochs", "WARMUP_EPOCHS", int, "learning-rate warmup epochs"),
-    ("--patience", "PATIENCE", int, "early-stopping patience in epochs"),
-    ("--loss", "LOSS", str, "loss name (mag_l1, si_sdr, mrstft)"),
-    ("--dataset", "DATASET", str, "dataset row of templates/datasets.py: libri (default) or "
-     "vbdemand (VoiceBank+DEMAND, 824-file test set); also sets the mounted Kaggle dataset"),
-    ("--time-budget-hours", "TIME_BUDGET_HOURS", float,
-     "stop training in time to evaluate and export within this many hours (default 11.5)"),
-    ("--gpus", "GPUS", int, "training processes (default: every visible GPU; 1: in-process)"),
-]
+
+
+def _json_object(text: str) -> dict:
+    """``--model-kwargs`` as a dict: a JSON object, or an argparse error saying so."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON ({exc}); give an object, e.g. '{{\"d_model\": 64}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ParameterOption:
+    """A builder option that sets one notebook parameter (one ``RunConfig`` field)."""
+
+    flag: str  # --batch-size
+    parameter: str  # BATCH_SIZE
+    kwargs: dict  # argparse: type (or action) and help
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+
+def parameter_options() -> list[ParameterOption]:
+    """One option per ``RunConfig`` field whose ``option`` metadata allows it (``--epochs`` sets
+    ``EPOCHS``), typed by the field's annotation, with the field's ``help``: a new field is a
+    new option with no change here. Fields marked ``option=False`` have none: ``model`` (the
+    builder's), ``resume_from`` (set by ``--push --resume-from``), ``smoke``, ``sample_rate``."""
+    hints = typing.get_type_hints(RunConfig)
+    options = []
+    for f in dataclasses.fields(RunConfig):
+        if not f.metadata.get("option", True):
+            continue
+        kinds = [t for t in typing.get_args(hints[f.name]) if t is not type(None)]
+        kind = kinds[0] if kinds else hints[f.name]
+        if kind is bool:
+            kwargs = {"action": argparse.BooleanOptionalAction}
+        elif kind is dict:
+            kwargs = {"type": _json_object, "metavar": "JSON"}
+        else:
+            kwargs = {"type": kind}
+        options.append(ParameterOption("--" + f.name.replace("_", "-"), parameter_name(f.name),
+                                       {**kwargs, "help": f.metadata.get("help", "")}))
+    return options
+
+
+PARAMETER_OPTIONS = parameter_options()
 
 
 class PushRefused(RuntimeError):
@@ -75,7 +110,7 @@ def build_problems(spec: ModelSpec, folder: Path, params: dict[str, Any], user: 
                    user_source: str = "--user") -> list[str]:
     """One line per input a build would refuse: parameters (``RunConfig``'s rules, reported
     under their options), the push folder and the Kaggle user."""
-    flags = {name: flag for flag, name, _t, _h in _OVERRIDES}
+    flags = {o.parameter: o.flag for o in PARAMETER_OPTIONS}
     problems = parameter_problems(params, flags) + out_problems(folder, spec)
     return problems + [p for p in [user_problem(user, user_source)] if p]
 
@@ -119,7 +154,7 @@ def build(
         raise BuildRefused(problems)
     nb = build_notebook(spec, params)
     meta = kernel_metadata(spec, user=user, accelerator=accelerator, private=private, image=image,
-                           dataset=params["DATASET"],
+                           params=params,
                            kernel_sources=kernel_sources)
     notebook = write_notebook(nb, folder / spec.notebook_file)
     meta_file = write_metadata(meta, folder)
@@ -162,9 +197,10 @@ def push_gate(spec: ModelSpec, result: BuildResult, *, rehearse: bool, data: Pat
         raise PushRefused("smoke checks failed, nothing was pushed:\n" + "\n".join(lines), exit_code=1)
 
 
-def parse_args(spec: ModelSpec, argv: list[str] | None) -> argparse.Namespace:
+def parse_args(spec: ModelSpec, argv: list[str] | None,
+               prog: str | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog=f"builders/{spec.name}.py",
+        prog=prog or f"builders/{spec.name}.py",
         description=f"Render {spec.title} (notebooks/{spec.name}/) and push, watch or fetch it.",
     )
     parser.add_argument("--out", type=Path, help=f"push folder (default notebooks/{spec.name}; with --push "
@@ -183,8 +219,10 @@ def parse_args(spec: ModelSpec, argv: list[str] | None) -> argparse.Namespace:
     vis = parser.add_mutually_exclusive_group()
     vis.add_argument("--private", dest="private", action="store_true", default=True)
     vis.add_argument("--public", dest="private", action="store_false")
-    for flag, _name, typ, text in _OVERRIDES:
-        parser.add_argument(flag, type=typ, help=text)
+    defaults = spec.default_parameters()
+    for option in PARAMETER_OPTIONS:
+        text = f"{option.kwargs['help']}; default {defaults[option.parameter]!r}"
+        parser.add_argument(option.flag, **{**option.kwargs, "help": text.replace("%", "%%")})
     act = parser.add_mutually_exclusive_group()
     act.add_argument("--push", action="store_true",
                      help="run the smoke checks and the rehearsal, then push if all pass")
@@ -248,16 +286,21 @@ def _kaggle_call(fn) -> int:
     return 0
 
 
-def main(spec: ModelSpec, argv: list[str] | None = None) -> int:
-    args = parse_args(spec, argv)
+def main_for(name: str, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """The CLI for model ``name`` of the model table (``builders/<name>.py``,
+    ``python -m builders <name>``)."""
+    return main(model_spec(name), argv, prog=prog)
+
+
+def main(spec: ModelSpec, argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = parse_args(spec, argv, prog)
     # The committed notebooks/<model>/ keeps the placeholder owner, so a re-render matches it byte
     # for byte on a machine with credentials; they name the owner only to talk to Kaggle or --out.
     talks_to_kaggle = args.push or args.status or args.fetch or args.logs
     user = args.user or (kaggle_username() if talks_to_kaggle or args.out is not None else PLACEHOLDER_USER)
     ref = f"{user}/{spec.slug}"
-    overrides = {name: getattr(args, flag[2:].replace("-", "_"))
-                 for flag, name, _t, _h in _OVERRIDES
-                 if getattr(args, flag[2:].replace("-", "_")) is not None}
+    overrides = {o.parameter: getattr(args, o.dest) for o in PARAMETER_OPTIONS
+                 if getattr(args, o.dest) is not None}
     out = args.out if args.out is not None or not args.push else STAGING_DIR / spec.name
     # Every bad input at once, one line each, before any render, request or write.
     user_source = "--user" if args.user else "KAGGLE_USERNAME / kaggle.json user"

@@ -16,8 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from render.spec import ModelSpec
-from templates.datasets import DEFAULT_DATASET, dataset_source
+from render.spec import ModelSpec, mounted_dataset_slug
 
 DEFAULT_ACCELERATOR = "NvidiaTeslaT4"  # GPU T4 x2 on Kaggle
 #: GPU machine shapes, from the client's documentation (kaggle-cli docs/kernels.md, "Accelerators
@@ -88,11 +87,12 @@ def kernel_metadata(
     accelerator: str = DEFAULT_ACCELERATOR,
     private: bool = True,
     image: dict[str, str] | None = None,
-    dataset: str = DEFAULT_DATASET,
+    params: dict[str, Any] | None = None,
     kernel_sources: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The metadata for ``spec``; ``image`` is :func:`docker_image_fields`' result, ``dataset``
-    (a ``templates.datasets`` row) gives the mounted slug.
+    """The metadata for ``spec``; ``image`` is :func:`docker_image_fields`' result, ``params``
+    the notebook's parameters (default ``spec.default_parameters()``), whose ``DATASET`` row
+    gives the mounted slug.
     ``kernel_sources``: notebook outputs mounted as inputs (``owner/slug`` or
     ``owner/slug/<version>``, the forms the client validates); the notebook's own earlier
     version there is how ``--resume-from`` continues a run."""
@@ -107,7 +107,7 @@ def kernel_metadata(
         "enable_tpu": False,
         # The first code cell pip-installs pesq, pystoi and py7zr.
         "enable_internet": True,
-        "dataset_sources": [dataset_source(dataset).slug],
+        "dataset_sources": [mounted_dataset_slug(params or spec.default_parameters())],
         "competition_sources": [],
         "kernel_sources": list(kernel_sources or []),
         "model_sources": [],

@@ -22,17 +22,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from render.spec import ModelSpec
+from render.spec import ModelSpec, field_name
 
 KAGGLE_USER_RE = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")
 KAGGLE_USER_RULE = ("lower-case letters and digits, with single '-' or '_' between them "
                     "(Kaggle's user-name rule)")
-
-
-def parameter_field(name: str) -> str:
-    """The ``RunConfig`` field a parameters-cell name sets (the notebook's config glue cell
-    maps every name to its lower-case self: ``MODEL`` -> ``model``)."""
-    return name.lower()
 
 
 def parameter_problems(params: dict[str, Any], flags: dict[str, str] | None = None) -> list[str]:
@@ -47,7 +41,7 @@ def parameter_problems(params: dict[str, Any], flags: dict[str, str] | None = No
     from templates.config import RunConfig
 
     fields = {f.name for f in dataclasses.fields(RunConfig)}
-    by_field = {parameter_field(n): n for n in params if parameter_field(n) in fields}
+    by_field = {field_name(n): n for n in params if field_name(n) in fields}
     values = {f: params[n] for f, n in by_field.items()}
     lines = []
     for problem in RunConfig.problems_in(values):

@@ -74,11 +74,10 @@ def load_model(checkpoint, model_name: str | None = None, model_kwargs: dict | N
     and its `model_config` (the model's `get_config()`, saved by the trainer) gives every
     constructor argument; older checkpoints without it are real-mask models
     (`legacy_model_kwargs`). `model_name`/`model_kwargs` override them and are required for a
-    bare state_dict. The file is read weights-only (nothing in it can run) unless `trusted`.
+    bare state_dict. Any row of the model table (templates/models/catalog.py) can be named:
+    `build_model` imports its module. The file is read weights-only (nothing in it can run)
+    unless `trusted`.
     """
-    import templates.models.compact_crn  # noqa: F401  registers "compact_crn"
-    import templates.models.crn_causal  # noqa: F401  registers "crn_causal"
-
     path = Path(checkpoint)
     try:
         ckpt = read_checkpoint(path, trusted=trusted)

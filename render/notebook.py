@@ -40,9 +40,8 @@ import nbformat
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from render.spec import ModelSpec
+from render.spec import ModelSpec, mounted_dataset_slug
 from templates.config import RunConfig
-from templates.datasets import DEFAULT_DATASET, dataset_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAYOUT = REPO_ROOT / "templates" / "notebook.pct.py"
@@ -341,8 +340,7 @@ def build_notebook(
         "name": spec.name,
         "slug": spec.slug,
         "description": spec.description,
-        # the mounted dataset's slug, from the row the parameters name
-        "dataset": dataset_source(params.get("DATASET", DEFAULT_DATASET)).slug,
+        "dataset": mounted_dataset_slug(params),
         "modules": "\n".join(f"- `{module_file(m)}`: {_summary(sources[m], m)}".rstrip(": ")
                              for m in modules),
     }

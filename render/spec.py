@@ -1,57 +1,66 @@
-"""``ModelSpec``: everything a builder script says about its model's notebook.
+"""``ModelSpec``: one row of the model table as the notebook's renderer, the metadata writer, the
+smoke harness and the builders read it, and the notebook's parameters.
 
-A builder (``builders/dpt.py``) is a spec plus ``main()``; the renderer, the metadata writer, the
-smoke harness and the rehearsal read the same spec, so a model is described once.
+The facts live in ``templates/models/catalog.py`` (the model table) and ``templates/config.py``
+(``RunConfig``): every ``RunConfig`` field is a notebook parameter named by the field in upper
+case (``batch_size`` -> ``BATCH_SIZE``), with ``RunConfig``'s default unless the model's row
+overrides it. Nothing here is a second copy of either.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# The mounted Kaggle dataset is a row of templates.datasets.DATASETS (``DATASET`` below,
-# ``--dataset`` on the command line); kernel_metadata writes its slug.
-from templates.datasets import DEFAULT_DATASET
-
-#: Parameters-cell values shared by every model. Names are the notebook's upper-case
-#: variables; a glue cell maps them onto ``RunConfig`` fields.
-BASE_PARAMETERS: dict[str, Any] = {
-    "DATA_DIR": "/kaggle/input",
-    "WORK_DIR": "/kaggle/working",
-    "EPOCHS": 30,
-    "BATCH_SIZE": 8,
-    "LR": 1e-3,
-    "CROP_SECONDS": 3.0,
-    "SEED": 42,
-    "MAX_STEPS": None,
-    "SMOKE": False,
-    "NUM_WORKERS": 2,
-    "EVAL_MODE": "full",
-    "MAX_TEST_FILES": None,
-    "WARMUP_EPOCHS": 0,
-    "PATIENCE": 10,
-    "LOSS": "mag_l1",
-    "SCRATCH_DIR": None,  # where .7z archives are extracted; None: the system temp folder
-    "DATASET": DEFAULT_DATASET,  # a row of templates.datasets.DATASETS
-    "TIME_BUDGET_HOURS": 11.5,  # Kaggle ends GPU sessions at 12 h (RunConfig.time_budget_hours)
-    "ALLOW_CPU": False,  # True: a full run may train without a GPU
-    "GPUS": None,  # None: every visible GPU; 1: in-process on one GPU
-    "RESUME_FROM": None,  # set by --push --resume-from: the version whose last.pth must be found
-}
+from templates.config import RunConfig
+from templates.datasets import dataset_source
+from templates.models.catalog import MODELS, ModelRow, model_row
 
 _SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 class SpecError(ValueError):
-    """A model spec that cannot produce a pushable notebook."""
+    """A model row that cannot produce a pushable notebook."""
+
+
+def parameter_name(field_name: str) -> str:
+    """The notebook parameter that sets ``RunConfig`` field ``field_name``: ``EPOCHS``."""
+    return field_name.upper()
+
+
+def field_name(parameter: str) -> str:
+    """The ``RunConfig`` field a notebook parameter sets: ``EPOCHS`` -> ``epochs``."""
+    return parameter.lower()
+
+
+def run_config_parameters() -> dict[str, Any]:
+    """``RunConfig``'s defaults as notebook parameters, in field order (``MODEL`` first)."""
+    values = {}
+    for f in dataclasses.fields(RunConfig):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        values[parameter_name(f.name)] = default
+    return values
+
+
+def parameter_help() -> dict[str, str]:
+    """Each parameter's help text (the ``RunConfig`` field's ``help`` metadata)."""
+    return {parameter_name(f.name): f.metadata.get("help", "") for f in dataclasses.fields(RunConfig)}
+
+
+def mounted_dataset_slug(params: dict[str, Any]) -> str:
+    """The Kaggle dataset a notebook with parameters ``params`` mounts: the slug of the
+    ``templates.datasets`` row its ``DATASET`` names (``ValueError`` for an unknown row). The
+    notebook's intro and ``kernel-metadata.json``'s ``dataset_sources`` both say this."""
+    return dataset_source(params["DATASET"]).slug
 
 
 def slugify_title(title: str) -> str:
     """Kaggle's slug for a title: lower case, runs of other characters become one hyphen.
 
     The kaggle client warns when ``id``'s slug differs from the slug of ``title`` (and Kaggle
-    then derives the URL from the title), so specs keep the two in step.
+    then derives the URL from the title), so the slug is always derived from the title.
     """
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
@@ -61,39 +70,79 @@ class ModelSpec:
     """One model's notebook.
 
     ``name`` is the registry name (``build_model(name)``) and the notebook's folder and file name;
-    ``model_module`` is the module the layout's ``module="@model"`` cell writes.
-    ``smoke_model_kwargs``: constructor kwargs of a shrunken model for the smoke harness's
-    learning check (seconds on a CPU); empty means the full-size model.
+    ``model_module`` is the module rendered for the ``include=@model`` directive; ``slug`` is
+    derived from ``title``. ``parameters``: this model's parameter values that differ from
+    ``RunConfig``'s defaults (``{"BATCH_SIZE": 16}``). ``smoke_model_kwargs``: constructor
+    kwargs of a shrunken model for the smoke harness's learning check (seconds on a CPU); empty
+    means the full-size model.
     """
 
     name: str
     title: str
-    slug: str
     model_module: str
     description: str
     parameters: dict[str, Any] = field(default_factory=dict)
     smoke_model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
-            raise SpecError(f"model name {self.name!r}: use lower-case letters, digits, underscores")
-        if not _SLUG_RE.fullmatch(self.slug):
-            raise SpecError(f"{self.name}: slug {self.slug!r} is not a Kaggle slug (a-z, 0-9, -)")
-        if len(self.title) < 5:
-            raise SpecError(f"{self.name}: Kaggle needs a title of at least 5 characters")
-        if slugify_title(self.title) != self.slug:
-            raise SpecError(
-                f"{self.name}: title {self.title!r} resolves to slug {slugify_title(self.title)!r}, "
-                f"not {self.slug!r}; Kaggle would name the notebook after the title"
-            )
-        unknown = sorted(set(self.parameters) - set(BASE_PARAMETERS) - {"MODEL"})
-        if unknown:
-            raise SpecError(f"{self.name}: unknown parameter(s) {unknown}; known: {sorted(BASE_PARAMETERS)}")
+        problems = spec_problems(self)
+        if problems:
+            raise SpecError("; ".join(problems))
+
+    @classmethod
+    def from_row(cls, row: ModelRow) -> ModelSpec:
+        """The spec of a model-table row (its defaults renamed to parameters)."""
+        return cls(
+            name=row.name,
+            title=row.title,
+            model_module=row.module,
+            description=row.description,
+            parameters={parameter_name(k): v for k, v in row.defaults.items()},
+            smoke_model_kwargs=dict(row.smoke_kwargs),
+        )
+
+    @property
+    def slug(self) -> str:
+        """The Kaggle kernel slug: the title's (Kaggle names the notebook after the title)."""
+        return slugify_title(self.title)
 
     def default_parameters(self) -> dict[str, Any]:
-        """The parameters cell's values: shared defaults, then this model's, ``MODEL`` first."""
-        return {"MODEL": self.name, **BASE_PARAMETERS, **self.parameters}
+        """The parameters cell's values: ``RunConfig``'s defaults, then this model's; ``MODEL``
+        first. Keys are upper-cased ``RunConfig`` fields, so ``RunConfig(**{k.lower(): v})``
+        is the run they describe."""
+        return {**run_config_parameters(), **self.parameters, "MODEL": self.name}
 
     @property
     def notebook_file(self) -> str:
         return f"{self.name}.ipynb"
+
+
+def spec_problems(spec: ModelSpec) -> list[str]:
+    """One line per reason ``spec`` cannot become a pushable notebook (empty: fine)."""
+    problems = []
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", spec.name):
+        problems.append(f"model name {spec.name!r}: use lower-case letters, digits, underscores")
+    if len(spec.title) < 5:
+        problems.append(f"{spec.name}: Kaggle needs a title of at least 5 characters")
+    if not _SLUG_RE.fullmatch(spec.slug):
+        problems.append(f"{spec.name}: title {spec.title!r} resolves to slug {spec.slug!r}, not a "
+                        f"Kaggle slug (a-z, 0-9, -)")
+    known = run_config_parameters()
+    unknown = sorted(set(spec.parameters) - set(known))
+    if unknown:
+        problems.append(f"{spec.name}: unknown parameter(s) {unknown}; known (RunConfig's "
+                        f"fields, upper-cased): {sorted(known)}")
+    if "MODEL" in spec.parameters:
+        problems.append(f"{spec.name}: the model's row cannot set MODEL (it is the row's name)")
+    return problems
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The spec of model ``name`` in the model table (``ValueError`` listing the names)."""
+    return ModelSpec.from_row(model_row(name))
+
+
+def model_specs() -> list[ModelSpec]:
+    """Every model's spec, in table order."""
+    return [ModelSpec.from_row(row) for row in MODELS]
+

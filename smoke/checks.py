@@ -358,12 +358,12 @@ def check_committed(ctx: SmokeContext) -> str:
         return "skipped: checking a given notebook"
     fresh = notebook_text(build_notebook(ctx.spec))
     if not ctx.committed.is_file():
-        raise SmokeCheckError(f"{ctx.committed} is missing: run python builders/{ctx.spec.name}.py")
+        raise SmokeCheckError(f"{ctx.committed} is missing: run python -m builders {ctx.spec.name}")
     if ctx.committed.read_text(encoding="utf-8") != fresh:
         shown = ctx.committed.relative_to(REPO_ROOT) if ctx.committed.is_relative_to(REPO_ROOT) \
             else ctx.committed
         raise SmokeCheckError(f"{shown} is out of date with the "
-                              f"modules: run python builders/{ctx.spec.name}.py and commit it")
+                              f"modules: run python -m builders {ctx.spec.name} and commit it")
     return "matches a fresh render"
 
 

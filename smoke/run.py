@@ -8,7 +8,6 @@ Runs every check in smoke/checks.py for each model (seconds on a CPU), optionall
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import tempfile
@@ -19,16 +18,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from render.spec import ModelSpec  # noqa: E402
+from render.spec import ModelSpec, model_spec  # noqa: E402
 from templates.datasets import DATASETS  # noqa: E402
+from templates.models.catalog import catalog_names  # noqa: E402
 
 
 def discover_models() -> tuple[str, ...]:
-    """Every ``builders/<name>.py`` that declares a ``SPEC = ModelSpec(...)``: a new model is one
-    module plus one thin builder, and the harness picks it up without a list to edit."""
-    folder = Path(__file__).resolve().parents[1] / "builders"
-    return tuple(sorted(p.stem for p in folder.glob("*.py")
-                        if "\nSPEC = ModelSpec(" in p.read_text(encoding="utf-8")))
+    """The model table's names (templates/models/catalog.py): a new model is one module plus
+    one row, and the harness picks it up without a list to edit."""
+    return tuple(catalog_names())
 
 
 MODELS = discover_models()
@@ -70,11 +68,8 @@ class SmokeReport:
 
 
 def load_spec(name: str) -> ModelSpec:
-    try:
-        module = importlib.import_module(f"builders.{name}")
-    except ModuleNotFoundError as exc:
-        raise ValueError(f"no builder for model {name!r} (builders/{name}.py); known: {MODELS}") from exc
-    return module.SPEC
+    """The spec of model ``name``'s row; ``ValueError`` naming the table's models otherwise."""
+    return model_spec(name)
 
 
 def _timed(model: str, check: str, fn) -> CheckResult:
@@ -196,12 +191,12 @@ def push_summary(models) -> str:
         folder = REPO_ROOT / "notebooks" / name
         meta_file = folder / "kernel-metadata.json"
         if not meta_file.is_file():
-            lines.append(f"{name}: no push folder yet: run python builders/{name}.py")
+            lines.append(f"{name}: no push folder yet: run python -m builders {name}")
             continue
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         lines.append(f"{name}: push folder {folder.relative_to(REPO_ROOT)}/ "
                      f"({meta['code_file']}, kernel-metadata.json); "
-                     f"python builders/{name}.py --push --user YOU would send kernel "
+                     f"python -m builders {name} --push --user YOU would send kernel "
                      f"YOU/{meta['id'].split('/', 1)[1]} on {meta['machine_shape']} with "
                      f"{', '.join(meta['dataset_sources'])}")
     return "\n".join(lines)

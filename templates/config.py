@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from templates.datasets import DATASETS
+from templates.datasets import DATASETS, DEFAULT_DATASET
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -21,49 +21,74 @@ EVAL_MODES = ("full", "first3")
 LOSS_NAMES = ("mag_l1", "si_sdr", "mrstft", "hybrid")  # templates.losses.build_loss builds each
 
 
+def _config_field(default: Any = dataclasses.MISSING, help: str = "", *, option: bool = True,
+                  default_factory: Any = dataclasses.MISSING) -> Any:
+    """A ``RunConfig`` field with its help text, written once: the builders' ``--flag`` help
+    (``option=False``: no command-line option, the builder sets it) and the docs read it."""
+    return field(default=default, default_factory=default_factory,
+                 metadata={"help": help, "option": option})
+
+
 @dataclass
 class RunConfig:
-    """Everything that varies between runs; defaults are the Kaggle run's values."""
+    """Everything that varies between runs; defaults are the Kaggle run's values.
 
-    model: str = "dpt"
-    data_dir: str = "/kaggle/input"
-    work_dir: str = "/kaggle/working"
-    epochs: int = 30
-    batch_size: int = 8
-    lr: float = 1e-3
-    crop_seconds: float = 3.0
-    seed: int = 42
-    max_steps: int | None = None  # None: no cap on optimiser steps per epoch
-    smoke: bool = False
-    val_fraction: float = 0.1
-    warmup_epochs: int = 0
-    patience: int = 10  # early stopping, in epochs without improvement
-    plateau_patience: int = 3
-    plateau_factor: float = 0.5
-    grad_clip: float = 5.0
-    loss: str = "mag_l1"
-    num_workers: int = 2
-    eval_mode: str = "full"
-    max_test_files: int | None = None
-    checkpoint_every: int = 5
-    sample_rate: int = SAMPLE_RATE
-    model_kwargs: dict = field(default_factory=dict)
-    # Where .7z archives are extracted. None: <system temp>/se_toolkit. Never inside work_dir:
-    # Kaggle saves /kaggle/working as the notebook's output, and the extracted training set is
-    # several GB that `--fetch` would then download.
-    scratch_dir: str | None = None
-    # Which row of templates.datasets.DATASETS the data is: folder names, native rate, the
-    # published figures the summary sets the run against. "libri" or "vbdemand".
-    dataset: str = "libri"
-    # Wall-clock budget of the whole notebook run. Kaggle ends a GPU session at 12 h; 11.5 h
-    # leaves 30 min for what the clock does not see or the estimate misses (image start before
-    # the first cell, a slower evaluation): two to three of the user's epochs (4-6 h for 30).
-    # None: no budget.
-    time_budget_hours: float | None = 11.5
-    allow_cpu: bool = False  # a full (non-smoke) run without CUDA stops at the environment check
-    gpus: int | None = None  # training processes: None one per visible GPU, 1 in-process
-    # "owner/slug/N" when pushed with --resume-from N: that output must be mounted (no fresh start)
-    resume_from: str | None = None
+    Every field is a notebook parameter named by the field in upper case (``epochs`` ->
+    ``EPOCHS``) and, unless its ``option`` metadata says no, a builder option (``--epochs``).
+    """
+
+    model: str = _config_field("dpt", "registry name of the model (the builder sets it)",
+                               option=False)
+    data_dir: str = _config_field("/kaggle/input", "where the dataset is mounted (searched at "
+                                  "any depth)")
+    work_dir: str = _config_field("/kaggle/working", "where every output is written (Kaggle "
+                                  "saves it as the notebook's output)")
+    epochs: int = _config_field(30, "training epochs")
+    batch_size: int = _config_field(8, "batch size per optimiser step (split across GPUs)")
+    lr: float = _config_field(1e-3, "learning rate")
+    crop_seconds: float = _config_field(3.0, "training crop length in seconds")
+    seed: int = _config_field(42, "random seed")
+    max_steps: int | None = _config_field(None, "cap on optimiser steps per epoch (None: no cap)")
+    smoke: bool = _config_field(False, "a smoke run: small, and allowed on a CPU", option=False)
+    val_fraction: float = _config_field(0.1, "fraction of the training pairs held out for "
+                                        "validation")
+    warmup_epochs: int = _config_field(0, "learning-rate warmup epochs (0: the model's default)")
+    patience: int = _config_field(10, "early-stopping patience in epochs")
+    plateau_patience: int = _config_field(3, "epochs without improvement before the learning "
+                                          "rate drops")
+    plateau_factor: float = _config_field(0.5, "factor of each learning-rate drop")
+    grad_clip: float = _config_field(5.0, "gradient-norm clipping threshold")
+    loss: str = _config_field("mag_l1", "loss name: " + ", ".join(LOSS_NAMES))
+    num_workers: int = _config_field(2, "DataLoader workers")
+    eval_mode: str = _config_field("full", "'full' files or 'first3' seconds")
+    max_test_files: int | None = _config_field(None, "evaluate only this many test files")
+    checkpoint_every: int = _config_field(5, "write ckpt_epN.pth every this many epochs")
+    sample_rate: int = _config_field(SAMPLE_RATE, "training sample rate in Hz", option=False)
+    model_kwargs: dict = _config_field(
+        help="model constructor kwargs as a JSON object, e.g. '{\"d_model\": 64}'",
+        default_factory=dict)
+    # Never inside work_dir: Kaggle saves /kaggle/working as the notebook's output, and the
+    # extracted training set is several GB that `--fetch` would then download.
+    scratch_dir: str | None = _config_field(None, "where .7z archives are extracted (None: "
+                                            "<system temp>/se_toolkit)")
+    # The row gives folder names, native rate and the published figures the summary sets the
+    # run against.
+    dataset: str = _config_field(DEFAULT_DATASET, "dataset row of templates/datasets.py: libri or "
+                                 "vbdemand (VoiceBank+DEMAND, 824-file test set); also sets the "
+                                 "mounted Kaggle dataset")
+    # Kaggle ends a GPU session at 12 h; 11.5 h leaves 30 min for what the clock does not see or
+    # the estimate misses (image start before the first cell, a slower evaluation): two to
+    # three of the user's epochs (4-6 h for 30).
+    time_budget_hours: float | None = _config_field(
+        11.5, "stop training in time to evaluate and export within this many hours (None: no "
+        "budget)")
+    allow_cpu: bool = _config_field(False, "a full (non-smoke) run may train without a GPU "
+                                    "(otherwise it stops at the environment check)")
+    gpus: int | None = _config_field(None, "training processes (default: every visible GPU; 1: "
+                                     "in-process)")
+    resume_from: str | None = _config_field(
+        None, "'owner/slug/N' whose last.pth must be found under data_dir (set by --push "
+        "--resume-from N): no fresh start", option=False)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -11,7 +11,7 @@
 #
 # {description}
 #
-# Rendered from tested modules by `python builders/{name}.py`; do not edit this notebook by hand.
+# Rendered from tested modules by `python -m builders {name}`; do not edit this notebook by hand.
 # Dataset: `{dataset}` (mounted under `/kaggle/input`, found by walking it). Every output goes
 # to `WORK_DIR`: `{name}_best.pth`, `ckpt_ep*.pth`, `last.pth`, `history.csv`,
 # `training_curves.png`, `spectrogram_comparison.png`, `eval_per_file.csv`, `{name}_summary.json`,

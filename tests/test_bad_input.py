@@ -68,7 +68,6 @@ def assert_refused(code, err, expected_code, culprits, *, before=None):
 
 
 def _tiny_model():
-    import templates.models.crn_causal  # noqa: F401  registers "crn_causal"
     from templates.models.registry import build_model
 
     torch.manual_seed(0)

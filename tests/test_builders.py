@@ -14,11 +14,11 @@ from builders import crn, dpt
 from builders.kaggle_credentials import PLACEHOLDER_USER, kaggle_username
 from builders.metadata import GPU_SHAPES
 from render.notebook import REPO_ROOT, build_notebook, notebook_text
-from render.spec import ModelSpec, SpecError
+from render.spec import ModelSpec, SpecError, model_spec
 from smoke.run import MODELS, load_spec
 from tests.helpers.notebooks import read_validated
 
-SPECS = [load_spec(name) for name in MODELS]  # every builders/<name>.py with a SPEC
+SPECS = [load_spec(name) for name in MODELS]  # every row of templates/models/catalog.py
 STALE = ("is out of date: a rendered module or the layout changed. Run "
          "`python builders/<model>.py` for every model and commit notebooks/")
 
@@ -51,7 +51,7 @@ def test_committed_metadata_has_the_kaggle_fields(spec):
     assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["is_private"] is True
 
 
-@pytest.mark.parametrize(("spec", "batch"), [(dpt.SPEC, 8), (crn.SPEC, 16)], ids=["dpt", "crn"])
+@pytest.mark.parametrize(("spec", "batch"), [(model_spec("dpt"), 8), (model_spec("crn"), 16)], ids=["dpt", "crn"])
 def test_seed_defaults(spec, batch):
     p = spec.default_parameters()
     assert (p["MODEL"], p["BATCH_SIZE"], p["EPOCHS"], p["LR"], p["CROP_SECONDS"]) == \
@@ -60,11 +60,12 @@ def test_seed_defaults(spec, batch):
         ("/kaggle/input", "/kaggle/working", None, False)
 
 
-def test_spec_refuses_title_that_does_not_resolve_to_slug():
-    with pytest.raises(SpecError, match="resolves to slug"):
-        ModelSpec("x", "Some Title", "other-slug", "templates.models.x", "d")
+def test_spec_refuses_a_title_without_a_kaggle_slug_and_unknown_parameters():
+    assert ModelSpec("x", "Some Title", "templates.models.x", "d").slug == "some-title"
+    with pytest.raises(SpecError, match="resolves to slug ''"):
+        ModelSpec("x", "!!!!!!", "templates.models.x", "d")
     with pytest.raises(SpecError, match="unknown parameter"):
-        ModelSpec("x", "Some Title", "some-title", "templates.models.x", "d", {"EPOCH": 1})
+        ModelSpec("x", "Some Title", "templates.models.x", "d", {"EPOCH": 1})
 
 
 def test_build_options_go_into_the_parameters_cell_and_metadata(tmp_path, capsys):
@@ -158,11 +159,11 @@ def test_plain_render_keeps_the_placeholder_owner_in_the_committed_folder(tmp_pa
     assert dpt.main([]) == 0
     rendered = tmp_path / "notebooks" / "dpt" / "kernel-metadata.json"
     assert rendered.read_bytes() == (REPO_ROOT / "notebooks" / "dpt" / "kernel-metadata.json").read_bytes()
-    assert json.loads(rendered.read_text())["id"] == f"{PLACEHOLDER_USER}/{dpt.SPEC.slug}"
+    assert json.loads(rendered.read_text())["id"] == f"{PLACEHOLDER_USER}/{model_spec('dpt').slug}"
     assert dpt.main(["--user", "carol"]) == 0
-    assert json.loads(rendered.read_text())["id"] == f"carol/{dpt.SPEC.slug}"
+    assert json.loads(rendered.read_text())["id"] == f"carol/{model_spec('dpt').slug}"
     assert dpt.main(["--out", str(tmp_path / "mine")]) == 0
-    assert json.loads((tmp_path / "mine" / "kernel-metadata.json").read_text())["id"] == f"bob/{dpt.SPEC.slug}"
+    assert json.loads((tmp_path / "mine" / "kernel-metadata.json").read_text())["id"] == f"bob/{model_spec('dpt').slug}"
 
 
 def test_username_from_env_then_kaggle_json_then_placeholder(tmp_path):
@@ -297,7 +298,7 @@ def test_push_without_out_renders_into_the_ignored_staging_folder(tmp_path, monk
     assert crn.main(["--user", "bob", "--push", "--skip-rehearsal", "--force"]) == 0
     assert calls["folder"] == tmp_path / ".push" / "crn" and calls["force"] is True
     meta = json.loads((tmp_path / ".push" / "crn" / "kernel-metadata.json").read_text())
-    assert meta["id"] == "bob/" + crn.SPEC.slug
+    assert meta["id"] == "bob/" + model_spec("crn").slug
     assert committed.read_bytes() == before
     assert cli.STAGING_DIR.name == ".push"
     ignored = (REPO_ROOT / ".gitignore").read_text().splitlines()
@@ -377,7 +378,7 @@ def test_push_resume_from_n_mounts_that_versions_output(tmp_path, monkeypatch, c
     calls = _capture_push(monkeypatch)
     out = tmp_path / "p"
     assert crn.main(["--out", str(out), "--user", "bob", "--push", "--resume-from", "4"]) == 0
-    slug = crn.SPEC.slug
+    slug = model_spec("crn").slug
     assert calls["meta"]["kernel_sources"] == [f"bob/{slug}/4"]
     assert f"RESUME_FROM = 'bob/{slug}/4'" in (out / "crn.ipynb").read_text()
     assert f"bob/{slug}/4" in capsys.readouterr().out  # describe_push names the mounted output
@@ -390,7 +391,7 @@ def test_push_resume_from_latest_reads_the_ledger(tmp_path, monkeypatch, capsys)
     runs = tmp_path / "runs"
     monkeypatch.setattr("builders.cli.RUNS_DIR", runs)
     out = tmp_path / "p"
-    ref = f"bob/{crn.SPEC.slug}"
+    ref = f"bob/{model_spec('crn').slug}"
     assert crn.main(["--out", str(out), "--user", "bob", "--push", "--resume-from", "latest"]) == 2
     assert "has no push of" in capsys.readouterr().err and "meta" not in calls
     append_record(runs, {"event": "push", "ref": ref, "version": 5})

@@ -14,7 +14,6 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
-import templates.models.crn_causal  # noqa: E402,F401  registers "crn_causal"
 from templates.models.registry import build_model  # noqa: E402
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "", None}

@@ -5,7 +5,6 @@ import pytest
 import soundfile as sf
 import torch
 
-import templates.models.crn_causal  # noqa: F401  registers "crn_causal"
 from deploy.enhance import EnhanceError, enhance_array, load_model, main
 from templates.checkpoint import save_checkpoint
 from templates.losses import build_loss

@@ -5,7 +5,6 @@ import sys
 import pytest
 import torch
 
-import templates.models.crn_causal  # noqa: F401  registers "crn_causal"
 from deploy.onnx_export import onnx_session
 from deploy.quantize import load_int8
 from templates.export import export_artifacts

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from builders import crn
 from render.notebook import KERNELSPEC, write_notebook
+from render.spec import model_spec
 from smoke import kernel_warnings
 from smoke.kaggle_env import (
     EnvError,
@@ -223,7 +223,7 @@ def test_rehearsal_in_an_env_fails_on_a_warning_with_cell_and_line(tmp_path):
     env = KaggleEnv(load_pins(pins), Path(sys.prefix), Path(sys.executable), sys.version_info[:2],
                     "the toolkit's venv", False, 0.0, 0)
     with pytest.raises(RehearsalError) as info:
-        rehearse(crn.SPEC, path, tmp_path / "data", tmp_path / "run", timeout=120, env=env)
+        rehearse(model_spec("crn"), path, tmp_path / "data", tmp_path / "run", timeout=120, env=env)
     message = str(info.value)
     assert "1 warning(s) from the notebook's code in env own" in message
     assert "cell 2 (data) line 2: `y = oldlib.resample(y)`" in message

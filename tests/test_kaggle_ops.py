@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from builders import kaggle_ops, kaggle_transport, ledger
+from builders.kaggle_credentials import PLACEHOLDER_USER
 from builders.kaggle_ops import (
     KaggleCredentialsError,
     KaggleRequestError,
@@ -23,6 +24,7 @@ from builders.kaggle_ops import (
     kernel_status,
     push_notebook,
 )
+from render.spec import model_spec
 from tests.helpers.kaggle_fake_server import FakeKaggle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,8 +136,8 @@ def test_import_is_quiet_and_does_not_load_kaggle(tmp_path):
 
 def test_placeholder_user_refused_before_network(tmp_path, monkeypatch, runs):
     _clean_env(monkeypatch, tmp_path / "home")
-    folder = make_push_folder(tmp_path, ref="your-kaggle-username/dpt-speech-enhancement")
-    with pytest.raises(KaggleRequestError, match="placeholder user 'your-kaggle-username'"):
+    folder = make_push_folder(tmp_path, ref=f"{PLACEHOLDER_USER}/dpt-speech-enhancement")
+    with pytest.raises(KaggleRequestError, match=f"placeholder user '{PLACEHOLDER_USER}'"):
         push_notebook(folder, runs_dir=runs, params={}, accelerator="")
     assert not runs.exists()
 
@@ -539,7 +541,7 @@ def test_builder_cli_status_and_fetch(fake, runs, monkeypatch, capsys, missing):
     from builders import cli, dpt
 
     monkeypatch.setattr(cli, "RUNS_DIR", runs)
-    ref = f"{USER}/{dpt.SPEC.slug}"
+    ref = f"{USER}/{model_spec('dpt').slug}"
     fake.missing_kernel_code = missing  # what Kaggle answers for a kernel never pushed
     assert dpt.main(["--status"]) == 1  # never pushed: said plainly, whichever code
     err = capsys.readouterr().err
@@ -554,7 +556,7 @@ def test_builder_cli_status_and_fetch(fake, runs, monkeypatch, capsys, missing):
     assert dpt.main(["--status", "--version", "1"]) == 0
     assert f"{ref} version 1: complete" in capsys.readouterr().out
     assert dpt.main(["--fetch", "--version", "1"]) == 0
-    assert (runs / dpt.SPEC.slug / "v1" / "manifest.json").is_file()
+    assert (runs / model_spec("dpt").slug / "v1" / "manifest.json").is_file()
     labels = [b.get("versionLabel") for b in fake.calls("GetKernelSessionStatus")]
     assert labels == [None, None, "v1", "v1", "v1"]
     assert {b.get("versionLabel") for b in fake.calls("ListKernelSessionOutput")} == {"v1"}
@@ -883,13 +885,13 @@ def test_push_with_user_leaves_git_status_clean(tmp_path):
     staged = json.loads((repo / ".push" / "dpt" / "kernel-metadata.json").read_text())
     assert staged["id"] == record["ref"]
     committed = json.loads((repo / "notebooks" / "dpt" / "kernel-metadata.json").read_text())
-    assert committed["id"].startswith("your-kaggle-username/")
+    assert committed["id"].startswith(f"{PLACEHOLDER_USER}/")
 
 
 def test_builder_cli_logs(fake, capsys):
     from builders import dpt
 
-    ref = f"{USER}/{dpt.SPEC.slug}"
+    ref = f"{USER}/{model_spec('dpt').slug}"
     assert dpt.main(["--logs"]) == 1
     assert "HTTP 403 from Kaggle: no access to that kernel (not pushed yet" in capsys.readouterr().err
     fake.versions[ref] = 1

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from builders import crn
 from render.notebook import build_notebook
+from render.spec import model_spec
 from smoke import checks
 from templates.losses import build_loss
 from templates.metrics import si_sdr
@@ -17,7 +17,7 @@ from templates.models.registry import build_model
 
 def _tiny_crn():
     torch.manual_seed(0)
-    return build_model("crn", **crn.SPEC.smoke_model_kwargs)
+    return build_model("crn", **model_spec("crn").smoke_model_kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_diverging_learning_rate_fails(batch):
 
 def test_check_learning_runs_the_notebook_code_and_names_the_failure(tmp_path):
     """Through the harness: the notebook's own build_loss with its sign flipped is caught."""
-    with checks.SmokeContext(crn.SPEC, build_notebook(crn.SPEC), None, tmp_path) as ctx:
+    with checks.SmokeContext(model_spec("crn"), build_notebook(model_spec("crn")), None, tmp_path) as ctx:
         checks.check_imports_config(ctx)
         message = checks.check_learning(ctx)
         assert "SI-SDR" in message and ctx.learning.learned

@@ -3,7 +3,6 @@ import pytest
 import torch
 from torch import nn
 
-import templates.models.crn_causal  # noqa: F401  registers "crn_causal"
 from deploy.onnx_export import ONNX_MASK_TOLERANCE, OnnxEnhancer, export_masker_onnx, onnx_session
 from deploy.quantize import load_int8, model_config, quantize_int8, save_int8
 from templates.models.registry import build_model

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from builders import dpt
 from render.notebook import KERNELSPEC, build_notebook, write_notebook
+from render.spec import model_spec
 from smoke.rehearse import RehearsalError, check_outputs, expected_outputs, rehearse
 from smoke.run import MODELS, load_spec
 from tests.helpers.notebooks import read_validated
@@ -68,7 +68,7 @@ def test_failing_cell_is_reported_with_index_section_and_traceback(tmp_path):
     ], metadata={"kernelspec": dict(KERNELSPEC)})
     path = write_notebook(nb, tmp_path / "broken.ipynb")
     with pytest.raises(RehearsalError) as info:
-        rehearse(dpt.SPEC, path, tmp_path / "data", tmp_path / "run", timeout=120)
+        rehearse(model_spec("dpt"), path, tmp_path / "data", tmp_path / "run", timeout=120)
     message = str(info.value)
     # numbered as in the rendered notebook, whatever cells papermill inserted
     assert "cell 2 (data) raised ValueError: y_train/0012.wav: sample rate 8000" in message

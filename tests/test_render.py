@@ -23,8 +23,9 @@ from render.notebook import (
     translate_value,
     write_notebook,
 )
-from render.spec import ModelSpec
+from render.spec import model_spec
 from smoke.package import notebook_package
+from templates.models.catalog import catalog_names
 from tests.helpers.notebooks import TINY_SPEC, read_validated
 
 
@@ -217,15 +218,14 @@ def test_own_imports_are_found_wherever_they_are(standin_repo):
         own_imports(ast.parse("from . import stage\n"), "m", standin_repo)
 
 
-@pytest.mark.parametrize("name", ["dpt", "crn", "crn_causal", "compact_crn"])
+@pytest.mark.parametrize("name", catalog_names())
 def test_run_section_is_short(name):
     """What a reader scrolls through after the folded library: under 40 cells for every model."""
-    import importlib
-
-    spec: ModelSpec = importlib.import_module(f"builders.{name}").SPEC
+    spec = model_spec(name)
     nb = build_notebook(spec)
     assert len(run_section(nb)) < 40
     assert [c.metadata["module"] for c in module_cells(nb)].count(spec.model_module) == 1
     assert not [c.metadata["module"] for c in module_cells(nb)
                 if c.metadata["module"].startswith("templates.models.")
-                and c.metadata["module"].split(".")[-1] not in ("base", "registry", "catalog", name)]
+                and c.metadata["module"] not in ("templates.models.base", "templates.models.registry",
+                                                 spec.model_module)]

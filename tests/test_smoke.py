@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from builders import dpt
 from render.notebook import build_notebook
+from render.spec import model_spec
 from smoke import checks
 from smoke.run import CheckResult, SmokeReport, load_spec, main, run_smoke
 
 
 @pytest.fixture(scope="module")
 def dpt_notebook():
-    return build_notebook(dpt.SPEC)
+    return build_notebook(model_spec("dpt"))
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def contexts():
 
 
 def _ctx(nb, tmp_path: Path, contexts: list) -> checks.SmokeContext:
-    ctx = checks.SmokeContext(dpt.SPEC, nb, None, tmp_path)
+    ctx = checks.SmokeContext(model_spec("dpt"), nb, None, tmp_path)
     contexts.append(ctx)
     checks.check_imports_config(ctx)
     return ctx
@@ -67,7 +67,7 @@ def test_forward_check_catches_wrong_output_length(dpt_notebook, tmp_path, conte
 
 
 def test_imports_check_names_the_failing_cell(dpt_notebook, tmp_path, contexts):
-    nb = build_notebook(dpt.SPEC)
+    nb = build_notebook(model_spec("dpt"))
     cell = next(c for c in nb.cells if c.metadata.get("module") == "templates.losses")
     cell.source = cell.source + "\nundefined_at_import_time()\n"
     with pytest.raises(checks.SmokeCheckError, match="templates.losses.*NameError"):
@@ -78,10 +78,10 @@ def test_checks_run_the_modules_the_notebook_writes(dpt_notebook, tmp_path):
     """The same bytes: a module cell that differs from the repo's module is what gets checked."""
     import templates.metrics
 
-    nb = build_notebook(dpt.SPEC)
+    nb = build_notebook(model_spec("dpt"))
     cell = next(c for c in nb.cells if c.metadata.get("module") == "templates.metrics")
     cell.source += "\n\ndef si_sdr(est, ref, eps=1e-8):  # not the repo's\n    return torch.zeros(est.shape[0])\n"
-    with checks.SmokeContext(dpt.SPEC, nb, None, tmp_path / "altered") as ctx:
+    with checks.SmokeContext(model_spec("dpt"), nb, None, tmp_path / "altered") as ctx:
         checks.check_imports_config(ctx)
         checks.check_dataset(ctx)
         assert ctx.package["templates.metrics"].__file__.startswith(str(tmp_path / "altered"))
@@ -90,14 +90,14 @@ def test_checks_run_the_modules_the_notebook_writes(dpt_notebook, tmp_path):
     import sys
 
     assert sys.modules["templates.metrics"] is templates.metrics  # the repo's module is back
-    with checks.SmokeContext(dpt.SPEC, dpt_notebook, None, tmp_path / "as-rendered") as ctx:
+    with checks.SmokeContext(model_spec("dpt"), dpt_notebook, None, tmp_path / "as-rendered") as ctx:
         checks.check_imports_config(ctx)
         checks.check_dataset(ctx)
         assert "identity" in checks.check_si_sdr(ctx)
 
 
 def test_imports_check_names_a_run_cell_importing_what_the_package_lacks(tmp_path, contexts):
-    nb = build_notebook(dpt.SPEC)
+    nb = build_notebook(model_spec("dpt"))
     cell = next(c for c in nb.cells if "import run_evaluation" in c.source or "run_evaluation," in c.source)
     cell.source = cell.source.replace("run_evaluation", "run_evaluation_renamed", 1)
     with pytest.raises(checks.SmokeCheckError, match=f"cell {cell.id} line 1: cannot import name "
@@ -106,10 +106,10 @@ def test_imports_check_names_a_run_cell_importing_what_the_package_lacks(tmp_pat
 
 
 def test_lint_check_fails_on_seed_shadowing(dpt_notebook, tmp_path):
-    nb = build_notebook(dpt.SPEC)
+    nb = build_notebook(model_spec("dpt"))
     cell = next(c for c in nb.cells if c.metadata.get("module") == "templates.models.dpt")
     cell.source += "\n\ndef _bad(x):\n    B, C, nn, T = x.shape\n    return nn.functional.pad(x, (1, 1))\n"
-    ctx = checks.SmokeContext(dpt.SPEC, nb, None, tmp_path)
+    ctx = checks.SmokeContext(model_spec("dpt"), nb, None, tmp_path)
     with pytest.raises(ValueError, match="KG007 'nn' shadows"):
         checks.check_lint(ctx)
 
@@ -117,8 +117,8 @@ def test_lint_check_fails_on_seed_shadowing(dpt_notebook, tmp_path):
 def test_committed_check_detects_stale_notebook(tmp_path):
     stale = tmp_path / "dpt.ipynb"
     stale.write_text("{}\n")
-    ctx = checks.SmokeContext(dpt.SPEC, None, stale, tmp_path)
-    with pytest.raises(checks.SmokeCheckError, match="python builders/dpt.py"):
+    ctx = checks.SmokeContext(model_spec("dpt"), None, stale, tmp_path)
+    with pytest.raises(checks.SmokeCheckError, match="python -m builders dpt"):
         checks.check_committed(ctx)
 
 
@@ -144,7 +144,7 @@ def test_run_smoke_stops_dependent_checks_after_a_failure(monkeypatch):
 
 
 def test_unknown_model_is_a_clear_error():
-    with pytest.raises(ValueError, match="no builder for model 'nope'"):
+    with pytest.raises(ValueError, match="no model 'nope' in templates/models/catalog.py"):
         load_spec("nope")
 
 

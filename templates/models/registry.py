@@ -1,9 +1,11 @@
 """Model registry: names -> MaskingModel classes, building from config, parameter accounting.
 
-A model module registers itself (`@register_model("crn")`). `build_model` imports the built-in
-model modules lazily the first time a name is missing; this module never imports them at load
-time (that would pull every model into every notebook). A notebook's package holds base.py,
-registry.py and its one model module, so exactly that model can be built there.
+A model module registers its class when it is imported (`@register_model("crn")`).
+`build_model` imports the module that the model table (`templates/models/catalog.py`) gives for a
+name the first time that name is missing, so nothing has to be imported beforehand; this module
+never imports the model modules at load time (that would pull every model into every notebook).
+A notebook's package holds base.py, registry.py and its one model module, not the table (a new
+row would change every notebook), so exactly that model can be built there.
 """
 
 from __future__ import annotations
@@ -16,12 +18,6 @@ from torch import nn
 from templates.models.base import MaskingModel
 
 _MODEL_REGISTRY: dict[str, type[MaskingModel]] = {}
-_BUILTIN_MODEL_MODULES = {
-    "crn": "templates.models.crn",
-    "dpt": "templates.models.dpt",
-    "crn_causal": "templates.models.crn_causal",
-    "compact_crn": "templates.models.compact_crn",
-}
 
 
 def register_model(name: str) -> Callable[[type[MaskingModel]], type[MaskingModel]]:
@@ -40,24 +36,31 @@ def register_model(name: str) -> Callable[[type[MaskingModel]], type[MaskingMode
     return _register
 
 
-def _load_builtin_models() -> None:
-    """Import the built-in model modules whose names are not registered yet.
+def _load_catalog_models() -> None:
+    """Import the model table's modules whose models are not registered yet.
 
-    In a notebook the package holds only its own model module: the others are missing there and
-    skipped.
+    Read through importlib, not a top-level import: a notebook's package carries neither the table
+    nor the other models' modules, so nothing more is registered there; outside it, a row's
+    module that is absent is skipped. A row's module that is there but fails to import raises: a
+    contributor's new model must not vanish into "unknown model".
     """
-    for name, module in _BUILTIN_MODEL_MODULES.items():
-        if name in _MODEL_REGISTRY:
+    try:
+        catalog = importlib.import_module("templates.models.catalog")
+    except ModuleNotFoundError:
+        return
+    for row in catalog.MODELS:
+        if row.name in _MODEL_REGISTRY:
             continue
         try:
-            importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
+            importlib.import_module(row.module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not (row.module + ".").startswith(exc.name + "."):
+                raise
 
 
 def model_names() -> list[str]:
     """Sorted names of the models that can be built here."""
-    _load_builtin_models()
+    _load_catalog_models()
     return sorted(_MODEL_REGISTRY)
 
 
@@ -67,7 +70,7 @@ def build_model(name: str, **kwargs: Any) -> MaskingModel:
     `build_model(name, **model.get_config())` rebuilds the same architecture.
     """
     if name not in _MODEL_REGISTRY:
-        _load_builtin_models()
+        _load_catalog_models()
     if name not in _MODEL_REGISTRY:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
     return _MODEL_REGISTRY[name](**kwargs)

@@ -89,7 +89,6 @@ print({"result": result})
 TINY_SPEC = ModelSpec(
     name="tiny",
     title="Tiny Test Notebook",
-    slug="tiny-test-notebook",
     model_module="templates.models.tiny",
     description="A notebook of stand-in modules.",
     parameters={"EPOCHS": 2},
