@@ -34,14 +34,30 @@ EXCEPTIONS = {
 }
 
 
+def _literal_head(node: ast.expr) -> str | None:
+    """The text a string argument starts with: ``"builders.cli"``, ``f"builders.{name}"``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+        return str(node.values[0].value)
+    return None
+
+
 def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
-    """(line, absolute module name) of every import statement anywhere in ``tree``."""
+    """(line, absolute module name) of every import anywhere in ``tree``: statements, and
+    ``importlib.import_module``/``__import__`` calls whose name starts with a literal."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Call) and node.args and (
+                (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                or (isinstance(node.func, ast.Name) and node.func.id in ("import_module", "__import__"))):
+            head = _literal_head(node.args[0])
+            if head:
+                found.append((node.lineno, head))
     return found
 
 
@@ -68,6 +84,8 @@ def test_lower_layers_never_import_higher_ones():
 
 @pytest.mark.parametrize(("package", "source", "caught"), [
     ("smoke", "def f():\n    from builders.cli import main\n", True),  # lazy
+    ("smoke", "import importlib\nm = importlib.import_module(f'builders.{name}')\n", True),
+    ("smoke", "import importlib\nm = importlib.import_module(row.module)\n", False),
     ("render", "import smoke.lint\n", True),
     ("templates", "if __name__ == '__main__':\n    import render.notebook\n", True),
     ("smoke", "from render.notebook import build_notebook\n", False),
