@@ -27,6 +27,7 @@ Kaggle. Every notebook is an nbformat ``NotebookNode`` and is validated before i
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import json
 import math
@@ -380,7 +381,7 @@ def build_notebook(
             if not package_made:
                 raise RenderError(f"{layout.name}: line {lc.line}: module={module!r} before the "
                                   f"generated=\"package\" cell that makes PACKAGE_DIR")
-            metadata = {MODULE_KEY: module, **json.loads(json.dumps(FOLDED))}
+            metadata = {MODULE_KEY: module, **copy.deepcopy(FOLDED)}
             add(new_code_cell(f"{WRITEFILE}{module_file(module)}\n{sources[module]}", metadata=metadata))
     _check_complete(cells, sources, layout.name, root)
     nb = new_notebook(
