@@ -56,6 +56,8 @@
 
 # %% module="templates.models.registry"
 
+# %% module="templates.models.catalog"
+
 # %% module="@model"
 
 # %% module="templates.losses"

@@ -105,6 +105,17 @@ def test_imports_check_names_a_run_cell_importing_what_the_package_lacks(tmp_pat
         _ctx(nb, tmp_path, contexts)
 
 
+def test_checks_import_only_what_the_notebook_imports(tmp_path, contexts):
+    """A module the notebook writes but never imports stays unimported here too: without the
+    model table the registry cannot find the model module, in the notebook as in the check."""
+    nb = build_notebook(model_spec("dpt"))
+    nb.cells = [c for c in nb.cells if c.metadata.get("module") != "templates.models.catalog"]
+    ctx = _ctx(nb, tmp_path, contexts)
+    assert "templates.models.dpt" not in ctx.package
+    with pytest.raises(checks.SmokeCheckError, match="model 'dpt' is not registered"):
+        checks.check_model(ctx)
+
+
 def test_lint_check_fails_on_seed_shadowing(dpt_notebook, tmp_path):
     nb = build_notebook(model_spec("dpt"))
     cell = next(c for c in nb.cells if c.metadata.get("module") == "templates.models.dpt")
