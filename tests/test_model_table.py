@@ -156,6 +156,19 @@ def test_model_kwargs_option_reaches_the_parameters_cell(tmp_path, capsys):
     assert "--model-kwargs: must be a JSON object" in capsys.readouterr().err
 
 
+def test_an_optional_field_can_be_set_to_none_from_the_command_line(tmp_path, capsys):
+    """``--time-budget-hours`` says "None: no budget": ``none`` gives that; a field that cannot
+    be None still refuses it."""
+    assert builders_main(["crn", "--out", str(tmp_path), "--user", "u",
+                          "--time-budget-hours", "none", "--max-steps", "3"]) == 0
+    cell = next(c for c in read_notebook(tmp_path / "crn.ipynb").cells
+                if "parameters" in c.metadata.get("tags", []))
+    assert {"TIME_BUDGET_HOURS = None", "MAX_STEPS = 3"} <= set(cell.source.splitlines())
+    with pytest.raises(SystemExit):
+        builders_main(["crn", "--out", str(tmp_path / "b"), "--epochs", "none"])
+    assert "--epochs: invalid int value: 'none'" in capsys.readouterr().err
+
+
 def test_python_m_builders_refuses_an_unknown_model(capsys):
     assert builders_main(["nope"]) == 2
     err = capsys.readouterr().err
