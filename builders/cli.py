@@ -29,8 +29,8 @@ from builders.metadata import (
     resume_source,
     write_metadata,
 )
-from builders.render import REPO_ROOT, build_notebook, write_notebook
 from builders.validate import option_problems, out_problems, parameter_problems, user_problem
+from render.notebook import REPO_ROOT, build_notebook, write_notebook
 from render.spec import ModelSpec, model_spec, parameter_name
 from templates.config import RunConfig
 

@@ -28,7 +28,7 @@ import torch
 _COMPAT_DROPPABLE_PLATEAU_ARGS = ("verbose",)
 
 
-def _compat_parameters(fn) -> dict:
+def _parameters(fn) -> dict:
     """Named parameters of `fn` ({} when its signature cannot be read)."""
     try:
         return dict(inspect.signature(fn).parameters)
@@ -76,7 +76,7 @@ class _CompatNumpyDtype:
 class _CompatNumpyArray:
     """Stands in for numpy's array reconstructor (and ``numpy.ndarray``, its argument): the
     array is made by ``np.frombuffer`` from the pickled bytes and a `_CompatNumpyDtype`;
-    `_compat_numpy_resolve` puts it in the proxy's place after the load."""
+    `_numpy_resolve` puts it in the proxy's place after the load."""
 
     array = None
 
@@ -98,7 +98,7 @@ class _CompatNumpyArray:
         self.array = flat.reshape(shape, order="F" if fortran else "C").copy()
 
 
-def _compat_numpy_scalar(dtype=None, data=None):
+def _numpy_scalar(dtype=None, data=None):
     """numpy's scalar reconstructor, for `_CompatNumpyDtype` and raw bytes only."""
     import numpy as np
 
@@ -108,7 +108,7 @@ def _compat_numpy_scalar(dtype=None, data=None):
     return np.frombuffer(data, dtype.dtype, count=1)[0]
 
 
-def _compat_numpy_safe_globals() -> list:
+def _numpy_safe_globals() -> list:
     """``(stand-in, "numpy name")`` pairs for what numpy RNG states and numpy scalars in older
     checkpoints of ours pickle: arrays, scalars and dtypes of plain numbers, rebuilt by the
     stand-ins above and never by numpy's own unpickling hooks. Listed under both numpy
@@ -120,11 +120,11 @@ def _compat_numpy_safe_globals() -> list:
     out: list = [(_CompatNumpyDtype, "numpy.dtype"), (_CompatNumpyArray, "numpy.ndarray")]
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         out += [(_CompatNumpyArray, f"{mod}._reconstruct"),
-                (_compat_numpy_scalar, f"{mod}.scalar")]
+                (_numpy_scalar, f"{mod}.scalar")]
     return out
 
 
-def _compat_numpy_resolve(obj, seen=None):
+def _numpy_resolve(obj, seen=None):
     """``obj`` with every numpy stand-in in its dicts, lists and tuples replaced by the real
     array or dtype (dicts and lists in place: a state_dict keeps its ``_metadata``)."""
     if isinstance(obj, _CompatNumpyArray):
@@ -139,25 +139,25 @@ def _compat_numpy_resolve(obj, seen=None):
     seen.add(id(obj))
     if isinstance(obj, dict):
         for key, value in obj.items():
-            new = _compat_numpy_resolve(value, seen)
+            new = _numpy_resolve(value, seen)
             if new is not value:
                 obj[key] = new
     elif isinstance(obj, list):
         for i, value in enumerate(obj):
-            obj[i] = _compat_numpy_resolve(value, seen)
+            obj[i] = _numpy_resolve(value, seen)
     elif type(obj) is tuple:  # not torch.Size: it holds ints only
-        items = tuple(_compat_numpy_resolve(value, seen) for value in obj)
+        items = tuple(_numpy_resolve(value, seen) for value in obj)
         if any(a is not b for a, b in zip(items, obj, strict=True)):
             return items
     return obj
 
 
-def _compat_torch_version() -> tuple:
+def _torch_version() -> tuple:
     m = re.match(r"(\d+)\.(\d+)", str(getattr(torch, "__version__", "0.0")))
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
-def _compat_weights_only_reason(exc: BaseException) -> str:
+def _weights_only_reason(exc: BaseException) -> str:
     """The part of torch's weights-only refusal that names the object (its text varies)."""
     text = str(exc)
     if "WeightsUnpickler error:" in text:
@@ -189,7 +189,7 @@ def torch_load(path, map_location="cpu", *, trusted: bool = False, safe_globals=
     loads work there.
     """
     kwargs = {"map_location": map_location}
-    params = _compat_parameters(torch.load)
+    params = _parameters(torch.load)
     named = "weights_only" in params and params["weights_only"].kind != inspect.Parameter.VAR_KEYWORD
     if trusted:
         if named:
@@ -203,14 +203,14 @@ def torch_load(path, map_location="cpu", *, trusted: bool = False, safe_globals=
     kwargs["weights_only"] = True
     serialization = getattr(torch, "serialization", None)
     # numpy objects only through stand-ins, which need torch >= 2.6's (object, name) pairs
-    numpy_pairs = _compat_numpy_safe_globals() if _compat_torch_version() >= (2, 6) else []
+    numpy_pairs = _numpy_safe_globals() if _torch_version() >= (2, 6) else []
     allowed = numpy_pairs + list(safe_globals)
     context = getattr(serialization, "safe_globals", None)
     try:
         if context is not None:
             with context(allowed):
                 obj = torch.load(path, **kwargs)
-            return _compat_numpy_resolve(obj) if numpy_pairs else obj
+            return _numpy_resolve(obj) if numpy_pairs else obj
         add = getattr(serialization, "add_safe_globals", None)
         if add is not None and allowed:  # torch 2.4: process-wide, only the caller's types
             add(allowed)
@@ -219,7 +219,7 @@ def torch_load(path, map_location="cpu", *, trusted: bool = False, safe_globals=
         text = str(exc)
         if "eights only" in text or "Unsupported global" in text or "allowlist" in text:
             raise UnsafeCheckpointError(
-                f"{path}: a weights-only load refuses it ({_compat_weights_only_reason(exc)}); "
+                f"{path}: a weights-only load refuses it ({_weights_only_reason(exc)}); "
                 f"unpickling it fully would run any code it holds"
             ) from exc
         raise
@@ -269,7 +269,7 @@ def make_plateau_scheduler(optimizer, **kw):
     """
     kw.setdefault("mode", "min")
     cls = torch.optim.lr_scheduler.ReduceLROnPlateau
-    params = _compat_parameters(cls.__init__)
+    params = _parameters(cls.__init__)
     takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
     for name in _COMPAT_DROPPABLE_PLATEAU_ARGS:
         if name not in kw:
@@ -284,7 +284,7 @@ def make_plateau_scheduler(optimizer, **kw):
 _COMPAT_ARCH_RE = re.compile(r"^(sm|compute)_(\d+)(\d)([a-z]?)$")
 
 
-def _compat_parse_arch(entry: str):
+def _parse_arch(entry: str):
     """'sm_86' -> ('sm', 8, 6, ''); 'compute_90' -> ('compute', 9, 0, ''); None if unknown."""
     m = _COMPAT_ARCH_RE.match(entry.strip())
     if m is None:
@@ -292,7 +292,7 @@ def _compat_parse_arch(entry: str):
     return m.group(1), int(m.group(2)), int(m.group(3)), m.group(4)
 
 
-def _compat_arch_supports(arch_list, capability) -> bool:
+def _arch_supports(arch_list, capability) -> bool:
     """Whether a torch built for `arch_list` has kernels that run on `capability` (major, minor).
 
     A cubin for sm_XY runs on devices of the same major X with minor >= Y; PTX for compute_XY is
@@ -300,7 +300,7 @@ def _compat_arch_supports(arch_list, capability) -> bool:
     """
     major, minor = capability
     for entry in arch_list:
-        parsed = _compat_parse_arch(entry)
+        parsed = _parse_arch(entry)
         if parsed is None:
             continue
         kind, a_major, a_minor, suffix = parsed
@@ -315,13 +315,13 @@ def _compat_arch_supports(arch_list, capability) -> bool:
     return False
 
 
-def _compat_arch_span(arch_list) -> str:
+def _arch_span(arch_list) -> str:
     """'sm_70..sm_90 (+PTX compute_90)' for a human; the raw list when nothing parses."""
     sms = sorted(
-        {(p[1], p[2]) for p in map(_compat_parse_arch, arch_list) if p and p[0] == "sm"}
+        {(p[1], p[2]) for p in map(_parse_arch, arch_list) if p and p[0] == "sm"}
     )
     ptx = sorted(
-        {(p[1], p[2]) for p in map(_compat_parse_arch, arch_list) if p and p[0] == "compute"}
+        {(p[1], p[2]) for p in map(_parse_arch, arch_list) if p and p[0] == "compute"}
     )
     if not sms and not ptx:
         return ", ".join(arch_list) or "no CUDA architectures"
@@ -334,7 +334,7 @@ def _compat_arch_span(arch_list) -> str:
     return " + ".join(parts)
 
 
-def _compat_gpu_name(index: int) -> str:
+def _gpu_name(index: int) -> str:
     try:
         return str(torch.cuda.get_device_name(index))
     except Exception:  # a name is cosmetic; never fail the check on it
@@ -355,13 +355,13 @@ def check_gpu_supported(probe: bool = True) -> str:
     arch_list = list(torch.cuda.get_arch_list() or [])
     described = []
     for i in range(count):
-        name = _compat_gpu_name(i)
+        name = _gpu_name(i)
         major, minor = torch.cuda.get_device_capability(i)
         sm = f"sm_{major}{minor}"
-        if arch_list and not _compat_arch_supports(arch_list, (major, minor)):
+        if arch_list and not _arch_supports(arch_list, (major, minor)):
             raise RuntimeError(
                 f"{name} is {sm} but this torch {torch.__version__} was built for "
-                f"{_compat_arch_span(arch_list)}: choose the T4 accelerator (NvidiaTeslaT4) in "
+                f"{_arch_span(arch_list)}: choose the T4 accelerator (NvidiaTeslaT4) in "
                 f"the notebook settings"
             )
         if probe:
@@ -440,7 +440,7 @@ LIBRARY_PACKAGES = ("torchaudio", "numpy", "scipy", "soundfile", "pesq", "pystoi
                     "matplotlib")
 
 
-def _compat_version(dist: str):
+def _version(dist: str):
     """Installed version of distribution `dist`, or None (read from metadata: no import)."""
     try:
         return importlib.metadata.version(dist)
@@ -456,7 +456,7 @@ def library_versions() -> dict:
         "torch": str(torch.__version__),
         "cuda": getattr(getattr(torch, "version", None), "cuda", None),
     }
-    versions.update({name: _compat_version(name) for name in LIBRARY_PACKAGES})
+    versions.update({name: _version(name) for name in LIBRARY_PACKAGES})
     return versions
 
 
@@ -473,7 +473,7 @@ def environment_report(work_dir=None) -> dict:
         gpus.append(
             {
                 "index": i,
-                "name": _compat_gpu_name(i),
+                "name": _gpu_name(i),
                 "capability": f"sm_{major}{minor}",
                 "total_memory": mem,
             }

@@ -1,32 +1,42 @@
 """The smoke checks for one model, run against the RENDERED notebook's own code.
 
-The module cells of the freshly rendered notebook are executed into one namespace (as Kaggle
-would) and every check uses the classes and functions found there, so a check passes only if the
-notebook's code works, not merely the importable modules. The seed's six checks (imports and
-config, aligned-crop dataset, model class, forward pass, loss, SI-SDR) plus a checkpoint round
-trip, the learning check (a shrunken model overfits one fixed batch: the loss must fall and
-SI-SDR must rise), the notebook lint and the committed-notebook freshness check.
+The notebook's package (the files its module cells write, the same bytes) is written into a
+temporary folder and imported from there (smoke/package.py), then its parameters and config cells
+run; every check uses the classes and functions found there, so a check passes only if the
+notebook's code works, not merely the repo's modules. Imports and config, aligned-crop dataset,
+model class, forward pass, loss, SI-SDR, a checkpoint round trip, the learning check (a shrunken
+model overfits one fixed batch: the loss must fall and SI-SDR must rise), the notebook lint and
+the committed-notebook freshness check.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import math
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 import numpy as np
 import soundfile as sf
 import torch
 
-from builders.render import REPO_ROOT, build_notebook, module_cells, notebook_text, read_notebook
 from compat.sample_rate import SAMPLE_RATE
+from render.notebook import (
+    OWN_PACKAGES,
+    PARAMETERS_TAG,
+    REPO_ROOT,
+    build_notebook,
+    notebook_text,
+    read_notebook,
+)
 from render.spec import ModelSpec
 from smoke.lint import lint_notebook, raise_for_issues
+from smoke.package import notebook_package
 
 
 class SmokeCheckError(AssertionError):
@@ -35,44 +45,84 @@ class SmokeCheckError(AssertionError):
 
 @dataclass
 class SmokeContext:
-    """State shared by one model's checks, filled as they run."""
+    """State shared by one model's checks, filled as they run; ``close()`` (or leaving a ``with``
+    block) gives ``templates``/``compat`` back to the repo's modules."""
 
     spec: ModelSpec
     notebook: Any  # NotebookNode under test
     committed: Path | None  # committed notebook to compare with a fresh render, or None
     tmp: Path
+    #: the public names of the notebook's modules (names two modules bind differently left
+    #: out), then its parameters and ``cfg``
     ns: dict[str, Any] = field(default_factory=dict)
+    package: dict[str, ModuleType] = field(default_factory=dict)  # module name -> module
     cfg: Any = None
     model: Any = None
     batch: tuple[torch.Tensor, torch.Tensor] | None = None
     learning: Any = None  # LearningResult of check_learning
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def close(self) -> None:
+        self.stack.close()
+
+    def __enter__(self) -> SmokeContext:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def package_names(modules: dict[str, ModuleType]) -> dict[str, Any]:
+    """Public names of ``modules``; a name bound to different objects in two modules is left out."""
+    names: dict[str, Any] = {}
+    clashes: set[str] = set()
+    for module in modules.values():
+        for name, value in vars(module).items():
+            if name.startswith("_") or isinstance(value, ModuleType):
+                continue
+            if name in names and names[name] is not value:
+                clashes.add(name)
+            names.setdefault(name, value)
+    return {k: v for k, v in names.items() if k not in clashes}
 
 
 def _exec_cells(ctx: SmokeContext) -> None:
     code = [c for c in ctx.notebook.cells if c.cell_type == "code"]
-    future = [c for c in code if c.source.startswith("from __future__")]
-    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-    config = [c for c in code if c.source.lstrip().startswith("cfg = RunConfig(")]
+    params = [c for c in code if PARAMETERS_TAG in c.metadata.get("tags", [])]
+    config = [c for c in code if "\ncfg = RunConfig(" in "\n" + c.source]
     if len(params) != 1 or len(config) != 1:
         raise SmokeCheckError(f"expected one parameters cell and one 'cfg = RunConfig(' glue cell, "
                               f"found {len(params)} and {len(config)}")
-    for cell in future + module_cells(ctx.notebook) + params + config:
+    ctx.package = ctx.stack.enter_context(notebook_package(ctx.notebook, ctx.tmp / "package"))
+    ctx.ns.update(package_names(ctx.package))
+    for cell in code:  # the run section's own imports name what the package defines
+        if "module" in cell.metadata:
+            continue
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in OWN_PACKAGES:
+                try:
+                    exec(compile(ast.Module([node], []), f"<cell {cell.id}>", "exec"), {})
+                except ImportError as exc:
+                    raise SmokeCheckError(f"cell {cell.id} line {node.lineno}: {exc}") from exc
+    for cell in params + config:
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the glue cell prints cfg
                 exec(compile(cell.source, f"<cell {cell.id}>", "exec"), ctx.ns)
         except Exception as exc:
-            raise SmokeCheckError(f"cell {cell.id} ({cell.metadata.get('module', 'glue')}) "
-                                  f"raised {type(exc).__name__}: {exc}") from exc
+            raise SmokeCheckError(f"cell {cell.id} raised {type(exc).__name__}: {exc}") from exc
 
 
 def check_imports_config(ctx: SmokeContext) -> str:
-    _exec_cells(ctx)
+    try:
+        _exec_cells(ctx)
+    except ImportError as exc:  # smoke.package.NotebookImportError names the cell and module
+        raise SmokeCheckError(str(exc)) from exc
     cfg = ctx.ns["cfg"]
     if cfg.model != ctx.spec.name:
         raise SmokeCheckError(f"cfg.model is {cfg.model!r}, expected {ctx.spec.name!r}")
     # small values so the remaining checks take milliseconds, like the rehearsal's overrides
     ctx.cfg = cfg.replace(crop_seconds=0.25, batch_size=2, num_workers=0, smoke=True)
-    return f"{sum(1 for _ in module_cells(ctx.notebook))} module cells, crop {ctx.cfg.crop_samples}"
+    return f"{len(ctx.package)} modules from the notebook's cells, crop {ctx.cfg.crop_samples}"
 
 
 def _write_pairs(folder: Path, n: int, seconds: float, rate: int) -> None:
@@ -215,7 +265,7 @@ class LearningResult:
     @property
     def loss_drop(self) -> float:
         """Fall of the loss as a fraction of its first value's magnitude (NaN if not finite)."""
-        if not (finite(self.loss_before) and finite(self.loss_after)):
+        if not (math.isfinite(self.loss_before) and math.isfinite(self.loss_after)):
             return math.nan
         return (self.loss_before - self.loss_after) / max(abs(self.loss_before), 1e-8)
 
@@ -225,8 +275,8 @@ class LearningResult:
 
     @property
     def learned(self) -> bool:
-        return (finite(self.loss_drop) and self.loss_drop >= LEARNING_MIN_LOSS_DROP
-                and finite(self.sisdr_gain) and self.sisdr_gain >= LEARNING_MIN_SISDR_GAIN_DB)
+        return (math.isfinite(self.loss_drop) and self.loss_drop >= LEARNING_MIN_LOSS_DROP
+                and math.isfinite(self.sisdr_gain) and self.sisdr_gain >= LEARNING_MIN_SISDR_GAIN_DB)
 
     def describe(self) -> str:
         return (f"loss {self.loss_before:.4f} -> {self.loss_after:.4f} "
@@ -301,7 +351,7 @@ def check_learning(ctx: SmokeContext) -> str:
 def check_lint(ctx: SmokeContext) -> str:
     raise_for_issues(lint_notebook(ctx.notebook), what=f"{ctx.spec.name} notebook")
     n = sum(1 for c in ctx.notebook.cells if c.cell_type == "code")
-    return f"{n} code cells clean"
+    return f"{n} code cells ({len(ctx.package) or 'all'} modules) clean"
 
 
 def check_committed(ctx: SmokeContext) -> str:
@@ -339,10 +389,3 @@ def make_context(spec: ModelSpec, tmp: Path, notebook_path: Path | None = None) 
     committed = REPO_ROOT / "notebooks" / spec.name / spec.notebook_file
     return SmokeContext(spec, build_notebook(spec), committed, tmp)
 
-
-def new_tmp() -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix="smoke-")
-
-
-def finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -3,15 +3,17 @@ notebook's own code triggers, so the harness can fail the rehearsal with the cel
 
 Standard library only, Python 3.10+: it runs in the Kaggle-image venv, not the toolkit's.
 
-A warning is recorded when notebook code is on the stack, the code that called ``warnings.warn``
-is not the Jupyter kernel's own machinery (ipykernel, IPython, ...), and Python addresses it to
-the notebook: a FutureWarning or UserWarning (shown to everyone by default), or a
-DeprecationWarning / PendingDeprecationWarning attributed to a notebook cell (Python shows those
-only in ``__main__``: they are for the direct caller; a library's deprecation inside another
-library, e.g. pyparsing's inside matplotlib on Kaggle's own image, is theirs). Warning filters are
-left as a Kaggle session has them: the watch sees what the notebook's output shows. The record
-names the innermost frame of notebook code (cell file and line: where our code called into the
-library), the code that emitted it and the cell being executed.
+Notebook code is a cell's code or a module of the package the notebook writes (the top-level
+packages named, comma-separated, in ``SE_REHEARSAL_PACKAGES``). A warning is recorded when
+notebook code is on the stack, the code that called ``warnings.warn`` is not the Jupyter kernel's
+own machinery (ipykernel, IPython, ...), and Python addresses it to the notebook: a FutureWarning
+or UserWarning (shown to everyone by default), or a DeprecationWarning / PendingDeprecationWarning
+attributed to notebook code (Python shows those only in ``__main__``, and the notebook's package
+cell shows them for its own modules: they are for the direct caller; a library's deprecation
+inside another library, e.g. pyparsing's inside matplotlib on Kaggle's own image, is theirs).
+Warning filters are left as the notebook sets them: the watch sees what its output shows. The
+record names the innermost frame of notebook code (cell or module file and line: where our code
+called into the library), the code that emitted it and the cell being executed.
 """
 
 import json
@@ -33,9 +35,22 @@ _seen = set()
 _CELL_FILE = re.compile(r"ipykernel_\d+[/\\]-?\d+\.py$|^<ipython-input-|^<cell")
 
 
-def _is_notebook_frame(frame) -> bool:
+PACKAGES = tuple(p for p in os.environ.get("SE_REHEARSAL_PACKAGES", "").split(",") if p)
+
+
+def _is_cell_frame(frame) -> bool:
     return (frame.f_globals.get("__name__") == "__main__"
             and _CELL_FILE.search(frame.f_code.co_filename) is not None)
+
+
+def _package_module(frame):
+    """The dotted name of the notebook-package module ``frame`` runs in, or None."""
+    name = str(frame.f_globals.get("__name__") or "")
+    return name if name.split(".")[0] in PACKAGES else None
+
+
+def _is_notebook_frame(frame) -> bool:
+    return _is_cell_frame(frame) or _package_module(frame) is not None
 
 
 def _execution_count():
@@ -45,14 +60,24 @@ def _execution_count():
         return None
 
 
+def _attributed_to_notebook(frame, filename) -> bool:
+    """Whether the frame the warning names (``filename``, on the stack from ``frame`` up) is
+    notebook code."""
+    while frame is not None:
+        if frame.f_code.co_filename == str(filename):
+            return _is_notebook_frame(frame)
+        frame = frame.f_back
+    return _CELL_FILE.search(str(filename)) is not None
+
+
 def _record(path, message, category, filename, lineno):
-    if issubclass(category, DEPRECATIONS) and not _CELL_FILE.search(str(filename)):
-        return
     skip = (warnings.__file__, __file__)  # the warnings module and this watch
     frame = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename in skip:
         frame = frame.f_back
     if frame is None:
+        return
+    if issubclass(category, DEPRECATIONS) and not _attributed_to_notebook(frame, filename):
         return
     emitter = str(frame.f_globals.get("__name__") or "")
     if emitter.split(".")[0] in MACHINERY:
@@ -71,6 +96,7 @@ def _record(path, message, category, filename, lineno):
         "category": category.__name__, "message": str(message), "filename": str(filename),
         "lineno": lineno, "emitter": f"{emitter}:{frame.f_lineno}",
         "cell_line": cell_line, "code": linecache.getline(cell_file, cell_line).strip(),
+        "module": _package_module(cell),
         "cell_text": "".join(linecache.getlines(cell_file)), "execution_count": _execution_count(),
         "pid": os.getpid(),
     }

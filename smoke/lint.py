@@ -1,13 +1,18 @@
-"""Lint a rendered notebook as one program, the way Kaggle runs it.
+"""Lint a rendered notebook the way Kaggle runs it: its package's modules and its run cells.
 
-1. Every code cell parses.
-2. pyflakes over the concatenated code cells (a cell -> line map names the cell in messages):
-   undefined names, redefined or unused-then-redefined imports, and so on.
+Each module the notebook writes (the bytes after its ``%%writefile`` line) is one program, and
+the code cells (parameters, package setup, run section) together are another, as the kernel
+runs them. Messages name the cell and the module file or section, and the line (in the module
+file for a module, in the cell otherwise).
+
+1. Every module and code cell parses.
+2. pyflakes over each program (for the cells, concatenated with a cell -> line map): undefined
+   names, redefined or unused-then-redefined imports, and so on.
 3. Rules for the breakages that cost GPU hours on Kaggle, ast-based:
    ``torchaudio.info``, the ``.total_mem`` attribute, ``ReduceLROnPlateau(verbose=...)``,
    ``torch.load`` without ``weights_only``, hard-coded ``/kaggle/input/<slug>`` paths,
    ``DataLoader(num_workers>0)`` without ``persistent_workers=True``, and any name bound
-   inside the notebook that shadows one of its imports (the seed's ``F`` that hid
+   inside a program that shadows one of its imports (the seed's ``F`` that hid
    ``torch.nn.functional``). Names are resolved through the program's imports, so aliases
    (``import torchaudio as ta``, ``from ... import ReduceLROnPlateau as R``, ``from torch import
    load``) and positional arguments (``DataLoader``'s 6th, ``ReduceLROnPlateau``'s 10th) count;
@@ -28,9 +33,9 @@ from pyflakes import reporter as pyflakes_reporter
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from builders.render import cell_section, read_notebook  # noqa: E402
+from render.notebook import cell_section, module_source, read_notebook  # noqa: E402
 
-# pyflakes messages that are style, not breakage, in a notebook assembled from modules
+# pyflakes messages that are style, not breakage, in a notebook (ruff checks the repo's modules)
 _IGNORED_PYFLAKES = ("imported but unused", "unable to detect undefined names")
 
 
@@ -53,15 +58,6 @@ class NotebookLintError(ValueError):
 # --------------------------------------------------------------------------------------------
 # Kaggle-breakage rules: each takes a parsed cell and yields (line, code, message)
 # --------------------------------------------------------------------------------------------
-def _call_name(node: ast.Call) -> str:
-    f = node.func
-    if isinstance(f, ast.Name):
-        return f.id
-    if isinstance(f, ast.Attribute):
-        return f.attr
-    return ""
-
-
 def _kw(node: ast.Call, name: str) -> ast.keyword | None:
     return next((k for k in node.keywords if k.arg == name), None)
 
@@ -418,9 +414,18 @@ def lint_cells(cells: list[tuple[int, str, str]]) -> list[LintIssue]:
 
 
 def lint_notebook(nb) -> list[LintIssue]:
-    cells = [(i, c.metadata.get("module") or cell_section(c), c.source)
-             for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    return lint_cells(cells)
+    """Each written module as a program of its own, then the other code cells as one program."""
+    issues: list[LintIssue] = []
+    cells = []
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code":
+            continue
+        if "module" in c.metadata:
+            path, text = module_source(c)
+            issues += lint_cells([(i, path, text)])
+        else:
+            cells.append((i, cell_section(c), c.source))
+    return issues + lint_cells(cells)
 
 
 def lint_path(path: Path) -> list[LintIssue]:

@@ -2,8 +2,9 @@
 
 papermill injects small values after the ``parameters`` cell (one epoch, a step cap, the local
 dataset in the Kaggle layout with ``.7z`` archives, a temporary working directory, CPU), runs the
-notebook top to bottom, and the outputs docs/architecture.md lists are then checked: files exist and the
-summary's metrics are finite. A failing cell is reported by index and section with its traceback.
+notebook top to bottom, and the outputs docs/architecture.md lists are then checked: files exist
+and the summary's metrics are finite. A failing cell is reported by index and section with its
+traceback and the innermost frame in a module of the notebook's package.
 
 With ``env`` (a Kaggle-image venv from smoke/kaggle_env.py) the kernel runs that venv's python
 through a kernelspec of its own, papermill still drives it from the toolkit's venv (as Kaggle's
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builders.render import cell_section
+from render.notebook import OWN_PACKAGES, PACKAGE_DIR_PREFIX, cell_section
 from render.spec import ModelSpec
 from templates.outputs import CHECKPOINT_PATTERN, int8_name, output_files, summary_name
 
@@ -39,6 +40,8 @@ REHEARSAL_PARAMETERS: dict[str, Any] = {
 }
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# a frame in a module of the notebook's package, as a traceback prints it
+_PACKAGE_FRAME = re.compile(re.escape(PACKAGE_DIR_PREFIX) + r"[^/\\]+[/\\](?P<file>[\w/\\]+\.py)[:\", line]+(?P<line>\d+)")
 
 
 class RehearsalError(RuntimeError):
@@ -88,7 +91,9 @@ def _failed_cell(executed: Path, original: Path) -> str:
             if out.get("output_type") == "error":
                 tb = _ANSI.sub("", "\n".join(out.get("traceback", [])))
                 where = index_of.get(cell.get("id"), "(injected)")
-                return (f"cell {where} ({cell_section(cell)}) raised {out.get('ename')}: "
+                frames = list(_PACKAGE_FRAME.finditer(tb))
+                inner = (f" in {frames[-1]['file']} line {frames[-1]['line']}" if frames else "")
+                return (f"cell {where} ({cell_section(cell)}) raised {out.get('ename')}{inner}: "
                         f"{out.get('evalue')}\n{tb}")
     return "no cell recorded an error"
 
@@ -146,7 +151,7 @@ def env_kernel(env, folder: Path) -> tuple[str, Path, Path]:
         "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": f"Python ({env.pins.name})", "language": "python",
         "env": {"IPYTHONDIR": str(folder / "ipython"), "SE_REHEARSAL_WARNINGS": str(warnings_file),
-                "PYTHONNOUSERSITE": "1"},
+                "SE_REHEARSAL_PACKAGES": ",".join(OWN_PACKAGES), "PYTHONNOUSERSITE": "1"},
     }, indent=1), encoding="utf-8")
     return name, folder / "jupyter", warnings_file
 
@@ -176,9 +181,13 @@ def describe_warnings(rows: list[dict], executed: Path, original: Path) -> str:
         ran_at = (f"cell {index_of.get(ran.get('id'), '(injected)')} ({cell_section(ran)})"
                   if ran is not None else "a cell")
         defined = by_source.get((row.get("cell_text") or "").strip())
-        where = ran_at if ran is not None and defined == index_of.get(ran.get("id")) else (
-            f"{ran_at} calling cell {defined} ({cell_section(cells[defined])})"
-            if defined is not None else f"{ran_at} calling code defined elsewhere")
+        if row.get("module"):  # a module of the notebook's package, line in its file
+            where = f"{ran_at} calling {row['module']}"
+        elif ran is not None and defined == index_of.get(ran.get("id")):
+            where = ran_at
+        else:
+            where = (f"{ran_at} calling cell {defined} ({cell_section(cells[defined])})"
+                     if defined is not None else f"{ran_at} calling code defined elsewhere")
         lines.append(f"  {where} line {row['cell_line']}: `{row.get('code', '')}`\n"
                      f"    {row['category']}: {row['message'].strip().splitlines()[0]}\n"
                      f"    (emitted by {row['emitter']}, reported at {row['filename']}:{row['lineno']})")

@@ -92,18 +92,18 @@ def _check_model(spec: ModelSpec, tmp: Path, notebook: Path | None, report: Smok
     from smoke.checks import CHECKS, make_context
 
     tmp.mkdir(parents=True, exist_ok=True)
-    ctx = make_context(spec, tmp, notebook)
     failed = False
-    for check, fn in CHECKS:
-        if failed and check not in ("lint", "committed"):
-            # later checks need what the failed one built; say so instead of cascading errors
-            report.results.append(CheckResult(spec.name, check, False, 0.0,
-                                              "not run: an earlier check failed"))
-            continue
-        result = _timed(spec.name, check, lambda fn=fn: fn(ctx))
-        failed |= not result.ok and check not in ("lint", "committed")
-        report.results.append(result)
-        _echo_result(echo, result)
+    with make_context(spec, tmp, notebook) as ctx:  # the notebook's package, for these checks
+        for check, fn in CHECKS:
+            if failed and check not in ("lint", "committed"):
+                # later checks need what the failed one built; say so instead of cascading errors
+                report.results.append(CheckResult(spec.name, check, False, 0.0,
+                                                  "not run: an earlier check failed"))
+                continue
+            result = _timed(spec.name, check, lambda fn=fn: fn(ctx))
+            failed |= not result.ok and check not in ("lint", "committed")
+            report.results.append(result)
+            _echo_result(echo, result)
     return ctx
 
 
@@ -137,7 +137,7 @@ def run_smoke(models=MODELS, rehearse: bool = False, data: Path | None = None,
     ``dataset`` (a ``templates.datasets`` row such as ``"vbdemand"``): check and rehearse
     notebooks rendered with ``DATASET`` set to it, on generated data in that layout.
     """
-    from builders.render import build_notebook, write_notebook
+    from render.notebook import build_notebook, write_notebook
 
     report = SmokeReport()
     if rehearse and env is not None:
@@ -184,7 +184,7 @@ def push_summary(models) -> str:
     """Where the push folders are and what ``--push`` would send (from the committed folders)."""
     import json
 
-    from builders.render import REPO_ROOT
+    from render.notebook import REPO_ROOT
 
     lines = []
     for name in models:

@@ -34,7 +34,7 @@ class CheckpointError(ValueError):
     """A file that is not a checkpoint we can load; the message names the file."""
 
 
-def _ckpt_state_of(value: Any) -> Any:
+def _state_of(value: Any) -> Any:
     """Turn a module/optimizer/scheduler/scaler into its state_dict; leave plain values alone."""
     if isinstance(value, nn.Module):
         return unwrap_model(value).state_dict()
@@ -43,7 +43,7 @@ def _ckpt_state_of(value: Any) -> Any:
     return value
 
 
-def _ckpt_plain(value: Any) -> Any:
+def _plain(value: Any) -> Any:
     """``value`` with numpy scalars and arrays turned into Python numbers and lists (recursively
     through dicts, lists and tuples), so that a weights-only load needs no allowlist. Containers
     without numpy inside are returned as they are (a state_dict keeps its ``_metadata``)."""
@@ -53,7 +53,7 @@ def _ckpt_plain(value: Any) -> Any:
         return value.tolist()
     if type(value) in (dict, list, tuple):
         items = value.items() if isinstance(value, dict) else enumerate(value)
-        changed = {k: _ckpt_plain(v) for k, v in items}
+        changed = {k: _plain(v) for k, v in items}
         if all(changed[k] is v for k, v in (value.items() if isinstance(value, dict)
                                              else enumerate(value))):
             return value
@@ -95,7 +95,7 @@ def atomic_write(path, write, binary: bool = True) -> Path:
         except FileNotFoundError:
             pass
         raise
-    _ckpt_fsync_dir(path.parent)
+    _fsync_dir(path.parent)
     return path
 
 
@@ -105,12 +105,12 @@ def save_checkpoint(path, **state) -> Path:
     Modules, optimizers, schedulers and grad scalers may be passed as objects: their
     ``state_dict()`` is stored. numpy values are stored as Python numbers and lists.
     """
-    payload = {key: _ckpt_plain(_ckpt_state_of(value)) for key, value in state.items()}
+    payload = {key: _plain(_state_of(value)) for key, value in state.items()}
     payload["format"] = CHECKPOINT_FORMAT
     return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
-def _ckpt_fsync_dir(folder: Path) -> None:
+def _fsync_dir(folder: Path) -> None:
     """Make the rename durable; best effort (not every OS/filesystem allows opening a folder)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -124,7 +124,7 @@ def _ckpt_fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _ckpt_describe(obj: Any) -> str:
+def _describe(obj: Any) -> str:
     if isinstance(obj, Mapping):
         keys = list(obj)[:5]
         return f"a dict with keys {keys}" if keys else "an empty dict"
@@ -133,7 +133,7 @@ def _ckpt_describe(obj: Any) -> str:
     return f"{article} {name}"
 
 
-def _ckpt_is_state_dict(obj: Any) -> bool:
+def _is_state_dict(obj: Any) -> bool:
     return (
         isinstance(obj, Mapping)
         and len(obj) > 0
@@ -155,7 +155,7 @@ def strip_wrapper_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _ckpt_not_torch_file(path: Path) -> str | None:
+def _not_torch_file(path: Path) -> str | None:
     """Why ``path`` cannot be a torch file at all, or None. Checked before loading: torch
     answers an empty file with a bare ``EOFError``, and a text file with a weights-only
     refusal that would wrongly suggest trusting it."""
@@ -183,7 +183,7 @@ def read_checkpoint(path, map_location="cpu", *, trusted: bool = False) -> dict:
         raise CheckpointError(f"{path}: is a folder; give the checkpoint file (.pth) in it")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint file not found")
-    problem = _ckpt_not_torch_file(path)
+    problem = _not_torch_file(path)
     if problem:
         raise CheckpointError(f"{path.name}: not a readable checkpoint ({problem})")
     try:
@@ -199,9 +199,9 @@ def read_checkpoint(path, map_location="cpu", *, trusted: bool = False) -> dict:
             f"{path.name}: not a readable checkpoint ({type(exc).__name__}: {exc})"
         ) from exc
     if isinstance(obj, Mapping) and "model" in obj:
-        if not _ckpt_is_state_dict(obj["model"]):
+        if not _is_state_dict(obj["model"]):
             raise CheckpointError(
-                f"{path.name}: not a checkpoint: its 'model' entry is {_ckpt_describe(obj['model'])}"
+                f"{path.name}: not a checkpoint: its 'model' entry is {_describe(obj['model'])}"
             )
         ckpt = dict(obj)
         ckpt.setdefault("format", 0)
@@ -211,9 +211,9 @@ def read_checkpoint(path, map_location="cpu", *, trusted: bool = False) -> dict:
                 f"reads ({CHECKPOINT_FORMAT}); update the toolkit"
             )
         return ckpt
-    if _ckpt_is_state_dict(obj):
+    if _is_state_dict(obj):
         return {"model": dict(obj), "format": 0}
-    raise CheckpointError(f"{path.name}: not a checkpoint: {_ckpt_describe(obj)}")
+    raise CheckpointError(f"{path.name}: not a checkpoint: {_describe(obj)}")
 
 
 def load_checkpoint(

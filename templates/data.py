@@ -59,11 +59,11 @@ class Pairing:
     clean_dir: Path | None = None
 
 
-def _data_is_wav(name: str) -> bool:
+def _is_wav(name: str) -> bool:
     return name.lower().endswith(".wav") and not name.startswith(".")
 
 
-def _data_walk_dirs(root: Path):
+def _walk_dirs(root: Path):
     """Yield (dir, subdir names, file names) below ``root``, sorted, following links once."""
     seen: set[str] = set()
     for cur, dirs, files in os.walk(root, followlinks=True):
@@ -82,8 +82,8 @@ def _wav_dir_below(folder: Path) -> tuple[Path, int] | None:
     Archives often unpack one level deeper (``train/train/*.wav``), so we look below too.
     """
     best = None
-    for cur, _dirs, files in _data_walk_dirs(folder):
-        n = sum(1 for f in files if _data_is_wav(f))
+    for cur, _dirs, files in _walk_dirs(folder):
+        n = sum(1 for f in files if _is_wav(f))
         if n:
             depth = len(cur.relative_to(folder).parts)
             key = (depth, str(cur))
@@ -109,7 +109,7 @@ def _scan_dataset_tree(root: Path, skip: Path | None = None, folder_names=None):
     if not root.is_dir():
         return folders, nested, archives, 0
     skip_real = os.path.realpath(skip) if skip is not None else None
-    for cur, dirs, files in _data_walk_dirs(root):
+    for cur, dirs, files in _walk_dirs(root):
         if skip_real is not None and os.path.realpath(cur) == skip_real:
             dirs[:] = []
             continue
@@ -244,8 +244,8 @@ def pair_files(noisy_dir, clean_dir) -> Pairing:
     for d in (noisy_dir, clean_dir):
         if not d.is_dir():
             raise DatasetNotFoundError(f"{d}: wav folder does not exist")
-    noisy = {p.name: p for p in noisy_dir.iterdir() if p.is_file() and _data_is_wav(p.name)}
-    clean = {p.name: p for p in clean_dir.iterdir() if p.is_file() and _data_is_wav(p.name)}
+    noisy = {p.name: p for p in noisy_dir.iterdir() if p.is_file() and _is_wav(p.name)}
+    clean = {p.name: p for p in clean_dir.iterdir() if p.is_file() and _is_wav(p.name)}
     both = sorted(noisy.keys() & clean.keys())
     return Pairing(
         pairs=[(noisy[n], clean[n]) for n in both],
@@ -346,7 +346,7 @@ class AlignedCropDataset(Dataset):
         return out[0], out[1]
 
 
-def _data_worker_init(worker_id: int) -> None:
+def _worker_init(worker_id: int) -> None:
     """Seed Python and NumPy in a loader worker from torch's per-worker seed."""
     s = torch.initial_seed() % 2**32
     random.seed(s)
@@ -364,7 +364,7 @@ def make_loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed:
     g.manual_seed(int(seed))
     kw = {}
     if num_workers > 0:
-        kw = {"persistent_workers": True, "worker_init_fn": _data_worker_init}
+        kw = {"persistent_workers": True, "worker_init_fn": _worker_init}
     return DataLoader(
         dataset,
         batch_size=batch_size,

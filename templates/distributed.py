@@ -36,7 +36,7 @@ def visible_gpu_count() -> int:
     return cuda_device_count()
 
 
-def _dist_free_port() -> int:
+def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -47,7 +47,7 @@ def rank_device(rank: int) -> torch.device:
     return torch.device(f"cuda:{rank}") if visible_gpu_count() > 0 else torch.device("cpu")
 
 
-def _dist_worker(rank, world_size, backend, port, fn, args, result_path, threads):
+def _worker(rank, world_size, backend, port, fn, args, result_path, threads):
     """Body of one forked worker: join the group, run ``fn``, hand rank 0's result back."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
@@ -95,13 +95,13 @@ def launch_training(fn, cfg=None, *, num_processes=None, backend=None, args=()):
         )
         return fn(0, 1, *args)
     threads = 0 if backend == "nccl" else max(1, torch.get_num_threads() // n)
-    port = _dist_free_port()
+    port = _free_port()
     with tempfile.TemporaryDirectory(prefix="launch_training_") as tmp:
         result_path = Path(tmp) / "rank0.pkl"
         print(f"launch_training: {n} processes ({backend})", flush=True)
         try:
             torch_mp.start_processes(
-                _dist_worker,
+                _worker,
                 args=(n, backend, port, fn, tuple(args), str(result_path), threads),
                 nprocs=n, join=True, start_method="fork",
             )

@@ -35,7 +35,7 @@ class EvalResult:
     mode: str = "full"
 
 
-def _eval_fade_weights(length: int, fade: int, fade_in: bool, fade_out: bool) -> torch.Tensor:
+def _fade_weights(length: int, fade: int, fade_in: bool, fade_out: bool) -> torch.Tensor:
     """(length,) weights: 1 in the middle, raised-cosine ramps of ``fade`` samples at the ends.
 
     Ramps start above 0 (half-sample offset) so every output sample has positive total weight.
@@ -67,7 +67,7 @@ def chunk_starts(total: int, chunk: int, overlap: int, align: int = 1) -> list[i
     return [*range(0, last, hop), last]
 
 
-def _eval_frame_hop(model: nn.Module) -> int:
+def _frame_hop(model: nn.Module) -> int:
     """The STFT hop of a MaskingModel (1 for models without a front end)."""
     return int(getattr(getattr(model, "front_end", None), "hop", 1) or 1)
 
@@ -103,7 +103,7 @@ def enhance_waveform(
     out = torch.zeros(total, dtype=torch.float32)
     weight = torch.zeros(total, dtype=torch.float32)
     try:
-        starts = chunk_starts(total, chunk, overlap, align=_eval_frame_hop(model))
+        starts = chunk_starts(total, chunk, overlap, align=_frame_hop(model))
         for i, start in enumerate(starts):
             end = total if i == len(starts) - 1 else start + chunk
             piece = wav[start:end]
@@ -113,7 +113,7 @@ def enhance_waveform(
             est = model(piece.unsqueeze(0).to(device)).float()[0, :n].cpu()  # (n,)
             # Fade only where a neighbouring chunk overlaps; the actual overlap can exceed
             # `overlap` for the end-aligned last chunk, the normalisation absorbs that.
-            w = _eval_fade_weights(n, overlap, fade_in=i > 0, fade_out=i < len(starts) - 1)
+            w = _fade_weights(n, overlap, fade_in=i > 0, fade_out=i < len(starts) - 1)
             out[start:end] += w * est
             weight[start:end] += w
     finally:
@@ -121,7 +121,7 @@ def enhance_waveform(
     return out / weight
 
 
-def _eval_load_pair(noisy_path, clean_path, sample_rate, frames):
+def _load_pair(noisy_path, clean_path, sample_rate, frames):
     """(noisy (T,), clean (T,)) numpy float32 cut to the shorter length."""
     noisy = load_audio(noisy_path, sample_rate=sample_rate, frames=frames)
     clean = load_audio(clean_path, sample_rate=sample_rate, frames=frames)
@@ -147,7 +147,7 @@ def evaluate_model(model: nn.Module, test_pairs, cfg, device) -> EvalResult:
     for noisy_path, clean_path in pairs:
         name = Path(noisy_path).name
         try:
-            noisy, clean = _eval_load_pair(noisy_path, clean_path, cfg.sample_rate, frames)
+            noisy, clean = _load_pair(noisy_path, clean_path, cfg.sample_rate, frames)
         except (OSError, ValueError, RuntimeError) as exc:
             unreadable.append((name, f"unreadable: {exc}"))
             continue

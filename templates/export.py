@@ -62,11 +62,11 @@ def quantize_int8(model: nn.Module) -> nn.Module:
             # The eval-mode "fast path" reads linear1.weight as a tensor, but a dynamically
             # quantized Linear's weight is a method (AttributeError in torch 2.13). Any hook
             # on the layer makes it take the regular path, which calls the quantized modules.
-            mod.register_forward_pre_hook(_export_regular_path_hook)
+            mod.register_forward_pre_hook(_regular_path_hook)
     return q
 
 
-def _export_regular_path_hook(module, args):
+def _regular_path_hook(module, args):
     """No-op pre-hook whose presence disables TransformerEncoderLayer's fused fast path."""
     return None
 
@@ -82,7 +82,7 @@ def time_calls_ms(fn, repeats: int) -> list:
     return times
 
 
-def _export_row(name: str, times_ms: list, n_hops: int, hop_ms: float, size_mb) -> dict:
+def _row(name: str, times_ms: list, n_hops: int, hop_ms: float, size_mb) -> dict:
     per_hop = [t / n_hops for t in times_ms]
     return {
         "variant": name,
@@ -126,12 +126,12 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = SAMPLE_RATE,
         hop_ms = 1000.0 * hop / sample_rate
         rows = []
         with torch.no_grad():
-            rows.append(_export_row("fp32", time_calls_ms(lambda: fp32(crop), repeats), n_hops,
+            rows.append(_row("fp32", time_calls_ms(lambda: fp32(crop), repeats), n_hops,
                                     hop_ms, fp32_path.stat().st_size / 2**20))
             if int8 is not None:
-                rows.append(_export_row("int8", time_calls_ms(lambda: int8(crop), repeats),
+                rows.append(_row("int8", time_calls_ms(lambda: int8(crop), repeats),
                                         n_hops, hop_ms, int8_path.stat().st_size / 2**20))
-        onnx_path, skipped = _export_onnx_masker(fp32, work / onnx_masker_name(name), n_hops)
+        onnx_path, skipped = _onnx_masker(fp32, work / onnx_masker_name(name), n_hops)
         if onnx_path is not None:
             import onnxruntime as ort
 
@@ -148,7 +148,7 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = SAMPLE_RATE,
                 return fe.istft(fe.apply_mask(spec, mask), crop.shape[-1])
 
             with torch.no_grad():
-                rows.append(_export_row("onnx", time_calls_ms(_onnx_enhance, repeats), n_hops,
+                rows.append(_row("onnx", time_calls_ms(_onnx_enhance, repeats), n_hops,
                                         hop_ms, onnx_path.stat().st_size / 2**20))
     finally:
         torch.set_num_threads(threads)
@@ -170,7 +170,7 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = SAMPLE_RATE,
     }
 
 
-def _export_onnx_masker(model: nn.Module, path: Path, n_frames: int):
+def _onnx_masker(model: nn.Module, path: Path, n_frames: int):
     """(path, None) after exporting the masker with a dynamic frame axis, or (None, reason)."""
     try:
         import onnx  # noqa: F401
@@ -183,7 +183,7 @@ def _export_onnx_masker(model: nn.Module, path: Path, n_frames: int):
         return None, f"ONNX export failed: {type(exc).__name__}: {exc}"
 
 
-def _export_in_channels(model: nn.Module) -> int:
+def _in_channels(model: nn.Module) -> int:
     return int(getattr(model, "in_channels", 1))
 
 
@@ -205,7 +205,7 @@ class OnnxMaskerGraph(nn.Module):
         return self.model.masker(mag)
 
 
-def _export_attention_forward(self, query, key, value, key_padding_mask=None, need_weights=True,
+def _attention_forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                               attn_mask=None, average_attn_weights=True, is_causal=False):
     """`nn.MultiheadAttention.forward` for ONNX tracing: unmasked self-attention in eval mode.
 
@@ -235,7 +235,7 @@ def export_masker_onnx(model: nn.Module, path, n_frames: int = 64, opset: int = 
     """Write `model`'s masker to `path` (.onnx): magnitude (1, 1, F, N) -> mask (1, F, N), N dynamic.
 
     Exports a CPU eval copy (the model itself is untouched) whose `nn.MultiheadAttention` layers
-    trace through `_export_attention_forward`, with torch's legacy exporter (seconds; the dynamo
+    trace through `_attention_forward`, with torch's legacy exporter (seconds; the dynamo
     exporter, which needs onnxscript, is the fallback). With `check`, onnxruntime runs the graph
     at `n_frames` and at two other lengths and must match torch within `ONNX_MASK_TOLERANCE`;
     a `RuntimeError` naming the file says otherwise.
@@ -248,8 +248,8 @@ def export_masker_onnx(model: nn.Module, path, n_frames: int = 64, opset: int = 
     graph.model.export_mask_pair = True  # a complex mask leaves the graph as (1, 2, F, N)
     for mod in graph.modules():
         if isinstance(mod, nn.MultiheadAttention):
-            mod.forward = types.MethodType(_export_attention_forward, mod)
-    mag = torch.rand(1, _export_in_channels(model), model.n_freq, n_frames)
+            mod.forward = types.MethodType(_attention_forward, mod)
+    mag = torch.rand(1, _in_channels(model), model.n_freq, n_frames)
     with warnings.catch_warnings():
         # Known and handled, so not shown: tracing notes, the legacy exporter's notes from inside
         # torch.onnx, and its deprecation (torch>=2.9; where it is gone the dynamo exporter below
@@ -274,18 +274,18 @@ def export_masker_onnx(model: nn.Module, path, n_frames: int = 64, opset: int = 
                                    f"{type(legacy_exc).__name__}: {legacy_exc}; dynamo exporter: "
                                    f"{type(exc).__name__}: {exc}") from exc
     if check:
-        _export_check_onnx_masker(graph, path, (n_frames, max(2, n_frames // 2), n_frames + 7))
+        _check_onnx_masker(graph, path, (n_frames, max(2, n_frames // 2), n_frames + 7))
     return path
 
 
-def _export_check_onnx_masker(graph: nn.Module, path: Path, frame_counts) -> None:
+def _check_onnx_masker(graph: nn.Module, path: Path, frame_counts) -> None:
     """onnxruntime's mask equals torch's at each frame count, else RuntimeError naming `path`."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     n_freq = graph.model.n_freq
     for n in frame_counts:
-        mag = torch.rand(1, _export_in_channels(graph.model), n_freq, n) * 3
+        mag = torch.rand(1, _in_channels(graph.model), n_freq, n) * 3
         try:
             out = sess.run(None, {"magnitude": mag.numpy()})[0]
         except Exception as exc:

@@ -71,7 +71,7 @@ class MagL1Loss(nn.Module):
         return (est_c - clean_c).abs().mean() * self.scale
 
 
-def _loss_si_sdr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def _si_sdr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """SI-SDR in dB per utterance: (B, T), (B, T) -> (B,). Means removed, as in the metric."""
     est = est - est.mean(dim=-1, keepdim=True)
     ref = ref - ref.mean(dim=-1, keepdim=True)
@@ -97,7 +97,7 @@ class SISDRLoss(nn.Module):
     def forward(self, est: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
         """est, clean: (B, T) -> scalar loss in dB."""
         _check_loss_inputs(est, clean, "si_sdr")
-        return -_loss_si_sdr(est.float(), clean.float(), self.eps).mean()
+        return -_si_sdr(est.float(), clean.float(), self.eps).mean()
 
 
 class MultiResolutionSTFTLoss(nn.Module):
@@ -175,7 +175,7 @@ class HybridLoss(nn.Module):
         loss = w_mag * (est_mag - clean_mag).pow(2).mean()
         loss = loss + w_cplx * (est_c - clean_c).abs().pow(2).mean()
         if w_sisdr:
-            loss = loss - w_sisdr * _loss_si_sdr(est, clean).mean() / 10
+            loss = loss - w_sisdr * _si_sdr(est, clean).mean() / 10
         return loss
 
 

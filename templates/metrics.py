@@ -61,7 +61,7 @@ def _metrics_1d(x, what: str) -> np.ndarray:
     return arr
 
 
-def _metrics_pair(ref, deg, caller: str):
+def _pair(ref, deg, caller: str):
     ref, deg = _metrics_1d(ref, f"{caller} ref"), _metrics_1d(deg, f"{caller} deg")
     if ref.shape != deg.shape:
         raise ValueError(f"{caller}: ref has {len(ref)} samples but deg has {len(deg)}")
@@ -83,7 +83,7 @@ def pesq_wb(ref, deg, sample_rate: int = SAMPLE_RATE) -> float:
         from pesq import BufferTooShortError, NoUtterancesError, PesqError, pesq
     except ImportError as exc:
         raise ImportError("pesq_wb needs the pesq package: pip install pesq") from exc
-    ref, deg = _metrics_pair(ref, deg, "pesq_wb")
+    ref, deg = _pair(ref, deg, "pesq_wb")
     if sample_rate != PESQ_SAMPLE_RATE:
         g = math.gcd(int(sample_rate), PESQ_SAMPLE_RATE)
         up, down = PESQ_SAMPLE_RATE // g, int(sample_rate) // g
@@ -122,7 +122,7 @@ def stoi_score(ref, deg, sample_rate: int = SAMPLE_RATE) -> float:
         raise ImportError("stoi_score needs the pystoi package: pip install pystoi") from exc
     import warnings
 
-    ref, deg = _metrics_pair(ref, deg, "stoi_score")
+    ref, deg = _pair(ref, deg, "stoi_score")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -208,7 +208,7 @@ class ScoreTable:
         atomic_write(path, _write, binary=False)
 
 
-def _metrics_score_perceptual(item, sample_rate: int):
+def _score_perceptual(item, sample_rate: int):
     """PESQ and STOI of one (name, clean, noisy, enhanced); runs in a worker process.
 
     Returns ((pesq_noisy, pesq_enh, stoi_noisy, stoi_enh), [reason, ...]).
@@ -225,14 +225,14 @@ def _metrics_score_perceptual(item, sample_rate: int):
     return tuple(values), reasons
 
 
-def _metrics_fork_context():
+def _fork_context():
     try:
         return multiprocessing.get_context("fork")
     except ValueError:  # Windows, or a platform without fork
         return None
 
 
-def _metrics_pool_map(score, prepared, workers: int, ctx) -> list:
+def _pool_map(score, prepared, workers: int, ctx) -> list:
     """``[score(item) for item in prepared]`` on ``workers`` forked processes, in input order.
 
     A worker that dies (a crash in pesq's C code, the out-of-memory killer) would leave
@@ -289,12 +289,12 @@ def score_pairs(items, sample_rate: int = SAMPLE_RATE, workers=None) -> ScoreTab
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
     workers = max(1, min(int(workers), len(prepared)))
-    score = partial(_metrics_score_perceptual, sample_rate=sample_rate)
-    ctx = _metrics_fork_context() if workers > 1 else None
+    score = partial(_score_perceptual, sample_rate=sample_rate)
+    ctx = _fork_context() if workers > 1 else None
     if ctx is None:
         perceptual = [score(item) for item in prepared]
     else:
-        perceptual = _metrics_pool_map(score, prepared, workers, ctx)  # keeps input order
+        perceptual = _pool_map(score, prepared, workers, ctx)  # keeps input order
 
     table = ScoreTable()
     for (name, clean, noisy, enhanced), (values, reasons) in zip(

@@ -27,7 +27,7 @@ class PeerUnavailable(RuntimeError):
     """A peer's package is not installed; the message says what to pip install."""
 
 
-def _peers_check(wav) -> np.ndarray:
+def _check(wav) -> np.ndarray:
     arr = np.asarray(wav, dtype=np.float64)
     if arr.ndim != 1:
         raise ValueError(f"peers take a 1-D waveform (T,), got shape {arr.shape}")
@@ -36,10 +36,10 @@ def _peers_check(wav) -> np.ndarray:
 
 def noisy_passthrough(wav, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The noisy input itself: (T,) -> (T,)."""
-    return _peers_check(wav).copy()
+    return _check(wav).copy()
 
 
-def _peers_running_min(power: np.ndarray, frames: int) -> np.ndarray:
+def _running_min(power: np.ndarray, frames: int) -> np.ndarray:
     """Per-bin minimum over the last `frames` frames: (F, N) -> (F, N)."""
     out = np.empty_like(power)
     for n in range(power.shape[1]):
@@ -58,7 +58,7 @@ def wiener_enhance(wav, sample_rate: int = SAMPLE_RATE, n_fft: int = 512, hop: i
     `alpha` 0.98), gain xi / (1 + xi) floored at `gain_floor` (-20 dB) to limit musical noise;
     the noisy phase is kept. Causal except for the STFT window; no training.
     """
-    x = _peers_check(wav)
+    x = _check(wav)
     if len(x) <= n_fft:
         return x.copy()
     _, _, spec = stft(x, fs=sample_rate, window="hann", nperseg=n_fft, noverlap=n_fft - hop,
@@ -70,7 +70,7 @@ def wiener_enhance(wav, sample_rate: int = SAMPLE_RATE, n_fft: int = 512, hop: i
         acc = 0.8 * acc + 0.2 * power[:, n]
         smooth[:, n] = acc
     frames = max(1, int(round(min_window_s * sample_rate / hop)))
-    noise = 1.5 * _peers_running_min(smooth, frames) + 1e-12  # F, N
+    noise = 1.5 * _running_min(smooth, frames) + 1e-12  # F, N
     gains = np.empty_like(power)
     prev_clean = np.zeros(power.shape[0])
     for n in range(power.shape[1]):
@@ -91,7 +91,7 @@ def noisereduce_enhance(wav, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         import noisereduce
     except ImportError as exc:
         raise PeerUnavailable("the noisereduce peer needs: pip install noisereduce") from exc
-    x = _peers_check(wav)
+    x = _check(wav)
     out = np.asarray(noisereduce.reduce_noise(y=x, sr=int(sample_rate)), dtype=np.float64)
     return out[: len(x)]
 
@@ -115,7 +115,7 @@ def rnnoise_enhance(wav, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         from pyrnnoise import rnnoise as _rnn
     except (ImportError, OSError) as exc:
         raise PeerUnavailable(f"the rnnoise peer needs: pip install pyrnnoise ({exc})") from exc
-    x = _peers_check(wav)
+    x = _check(wav)
     g = math.gcd(int(sample_rate), RNNOISE_RATE)
     up, down = RNNOISE_RATE // g, int(sample_rate) // g
     x48 = resample_poly(x, up, down) * 32768.0

@@ -39,7 +39,7 @@ from templates.datasets import (
 from templates.distributed import launch_training, rank_device, visible_gpu_count
 from templates.evaluate import FIRST3_SECONDS, evaluate_model
 from templates.losses import build_loss
-from templates.metrics import _metrics_score_perceptual
+from templates.metrics import _score_perceptual
 from templates.models.registry import build_model, count_parameters
 from templates.outputs import (
     CURVES_FILE,
@@ -75,7 +75,7 @@ class DataBundle:
     num_workers: int
 
 
-def _pipeline_download_dataset(cfg, not_found: DatasetNotFoundError) -> Path:
+def _download_dataset(cfg, not_found: DatasetNotFoundError) -> Path:
     """``kagglehub.dataset_download`` of ``cfg.dataset``'s Kaggle slug into the scratch folder;
     its folder.
 
@@ -119,7 +119,7 @@ def prepare_data(cfg) -> DataBundle:
         layout = find_dataset(cfg.data_dir, cfg.extract_dir, cfg.dataset)
     except DatasetNotFoundError as exc:
         print(f"{exc}")
-        layout = find_dataset(_pipeline_download_dataset(cfg, exc), cfg.extract_dir, cfg.dataset)
+        layout = find_dataset(_download_dataset(cfg, exc), cfg.extract_dir, cfg.dataset)
     train_pairing = pair_files(layout.train_noisy, layout.train_clean)
     report = check_pairs(train_pairing, sample_rate=cfg.sample_rate,
                          crop_seconds=cfg.crop_seconds, seed=cfg.seed, label="train")
@@ -150,7 +150,7 @@ def prepare_data(cfg) -> DataBundle:
                       val_set=val_set, num_workers=num_workers)
 
 
-def _pipeline_rank_loaders(cfg, data: DataBundle, rank: int, world_size: int):
+def _rank_loaders(cfg, data: DataBundle, rank: int, world_size: int):
     """Train/val loaders of one rank: each rank gets 1/world of the data and of the batch."""
     per_rank_batch = max(1, cfg.batch_size // world_size)  # global batch stays cfg.batch_size
     train_sampler, val_set = None, data.val_set
@@ -169,12 +169,12 @@ def _pipeline_rank_loaders(cfg, data: DataBundle, rank: int, world_size: int):
     return train, val
 
 
-def _pipeline_train_rank(rank: int, world_size: int, cfg, data: DataBundle, model, budget=None):
+def _train_rank(rank: int, world_size: int, cfg, data: DataBundle, model, budget=None):
     """One rank's training (forked DDP worker, or the notebook process itself)."""
     device = rank_device(rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    train_loader, val_loader = _pipeline_rank_loaders(cfg, data, rank, world_size)
+    train_loader, val_loader = _rank_loaders(cfg, data, rank, world_size)
     return train_model(model, train_loader, val_loader, build_loss(cfg.loss), cfg, device,
                        work_dir=cfg.work_dir, is_main=rank == 0, budget=budget)
 
@@ -204,7 +204,7 @@ def find_resume_checkpoint(cfg) -> Path | None:
     return found[0] if found else None
 
 
-def _pipeline_copy(src: Path, dest: Path) -> None:
+def _copy(src: Path, dest: Path) -> None:
     with open(src, "rb") as fh:
         atomic_write(dest, lambda out: shutil.copyfileobj(fh, out))
 
@@ -240,15 +240,15 @@ def resume_from_input(cfg) -> Path | None:
     work.mkdir(parents=True, exist_ok=True)
     best = src.parent / best_checkpoint_name(cfg.model)
     if best.is_file():
-        _pipeline_copy(best, work / best.name)
-    _pipeline_copy(src, work / LAST_CHECKPOINT)  # last: a half-done copy leaves no last.pth
+        _copy(best, work / best.name)
+    _copy(src, work / LAST_CHECKPOINT)  # last: a half-done copy leaves no last.pth
     print(f"resuming across versions: {src} (after epoch {ckpt['epoch']} of a "
           f"'{ckpt.get('config', {}).get('model', cfg.model)}' run) copied into {work}"
           + (f" with {best.name}" if best.is_file() else ""))
     return src
 
 
-def _pipeline_score_seconds(cfg, data: DataBundle) -> float:
+def _score_seconds(cfg, data: DataBundle) -> float:
     """Seconds PESQ+STOI take for one test file (noisy scored twice, as evaluation does)."""
     if not data.test_pairs:
         return 0.0
@@ -259,7 +259,7 @@ def _pipeline_score_seconds(cfg, data: DataBundle) -> float:
         noisy = load_audio(noisy_path, cfg.sample_rate, frames=frames).numpy()
         clean = load_audio(clean_path, cfg.sample_rate, frames=frames).numpy()
         n = min(len(noisy), len(clean))
-        _metrics_score_perceptual(("timing", clean[:n], noisy[:n], noisy[:n]), cfg.sample_rate)
+        _score_perceptual(("timing", clean[:n], noisy[:n], noisy[:n]), cfg.sample_rate)
     except Exception:  # a timing, not a check: evaluation reports an unreadable file itself
         pass
     return time.perf_counter() - t0
@@ -278,14 +278,14 @@ def make_time_budget(cfg, data: DataBundle, started_at: float | None = None):
     budget = TimeBudget.from_hours(
         cfg.time_budget_hours, started_at, eval_items=n_test,
         eval_length_ratio=max(1.0, seconds / cfg.crop_seconds),
-        score_seconds_per_item=_pipeline_score_seconds(cfg, data))
+        score_seconds_per_item=_score_seconds(cfg, data))
     print(f"time budget: {cfg.time_budget_hours:g} h from the first cell, "
           f"{budget.remaining() / 3600:.2f} h left; scoring one test file took "
           f"{budget.score_seconds_per_item:.1f} s")
     return budget
 
 
-def _pipeline_processes(cfg, n_gpu: int):
+def _processes(cfg, n_gpu: int):
     """Training processes: ``cfg.gpus`` capped at the visible GPUs; None: one per GPU."""
     if cfg.gpus is None or n_gpu == 0:
         return None
@@ -307,13 +307,13 @@ def run_training(cfg, data: DataBundle, started_at: float | None = None):
     seed_everything(cfg.seed)
     model = build_model(cfg.model, **cfg.model_kwargs)
     n_gpu = visible_gpu_count()
-    processes = _pipeline_processes(cfg, n_gpu)
+    processes = _processes(cfg, n_gpu)
     print(f"{cfg.model}: {count_parameters(model):,} parameters; "
           f"{n_gpu or 'no'} GPU(s), {processes or max(n_gpu, 1)} training process(es), "
           f"batch {cfg.batch_size} in total per step")
     resume_from_input(cfg)
     budget = make_time_budget(cfg, data, started_at)
-    result = launch_training(_pipeline_train_rank, cfg, num_processes=processes,
+    result = launch_training(_train_rank, cfg, num_processes=processes,
                              args=(cfg, data, model, budget))
     best = Path(cfg.work_dir) / best_checkpoint_name(cfg.model)
     # Forked workers trained copies: this process's model gets the weights from disk.

@@ -13,7 +13,7 @@ import torch
 from compat.sample_rate import SAMPLE_RATE
 
 
-def _plots_pyplot():
+def _pyplot():
     try:
         import matplotlib
     except ImportError as exc:  # pragma: no cover - matplotlib is on Kaggle and in our venv
@@ -31,7 +31,7 @@ def plot_training_curves(history, path) -> Path:
     """
     if not history:
         raise ValueError("plot_training_curves: the history is empty (no epoch was run)")
-    plt = _plots_pyplot()
+    plt = _pyplot()
     epochs = [int(r["epoch"]) for r in history]
     train = [float(r["train_loss"]) for r in history]
     val = [float(r["val_loss"]) for r in history]
@@ -83,7 +83,7 @@ def plot_spectrograms(examples, path, sample_rate: int = SAMPLE_RATE, max_second
     """
     if not examples:
         raise ValueError("plot_spectrograms: no examples to plot")
-    plt = _plots_pyplot()
+    plt = _pyplot()
     keep = int(max_seconds * sample_rate)
     cols = ("noisy", "enhanced", "clean")
     specs = [[log_magnitude_db(np.asarray(ex[c])[:keep]) for c in cols] for ex in examples]

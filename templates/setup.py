@@ -31,14 +31,14 @@ class PackageInstallError(RuntimeError):
     """pip could not install a requirement, or the module is still missing after it did."""
 
 
-def _setup_is_installed(import_name: str) -> bool:
+def _is_installed(import_name: str) -> bool:
     try:
         return importlib.util.find_spec(import_name) is not None
     except (ImportError, ValueError):  # a dotted name whose parent is missing
         return False
 
 
-def _setup_tail(text: str, lines: int = 15) -> str:
+def _tail(text: str, lines: int = 15) -> str:
     return "\n".join((text or "").strip().splitlines()[-lines:])
 
 
@@ -52,18 +52,18 @@ def ensure_packages(spec: dict, runner=subprocess.run) -> list:
     """
     installed = []
     for import_name, requirement in spec.items():
-        if _setup_is_installed(import_name):
+        if _is_installed(import_name):
             continue
         cmd = [sys.executable, "-m", "pip", "install", "-q", requirement]
         proc = runner(cmd, capture_output=True, text=True)
-        output = _setup_tail(f"{proc.stdout or ''}\n{proc.stderr or ''}")
+        output = _tail(f"{proc.stdout or ''}\n{proc.stderr or ''}")
         if proc.returncode != 0:
             raise PackageInstallError(
                 f"pip install {requirement} (for import {import_name!r}) failed with exit code "
                 f"{proc.returncode}:\n{output}"
             )
         importlib.invalidate_caches()
-        if not _setup_is_installed(import_name):
+        if not _is_installed(import_name):
             raise PackageInstallError(
                 f"pip installed {requirement} but module {import_name!r} still cannot be "
                 f"imported:\n{output}"

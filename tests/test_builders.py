@@ -20,7 +20,7 @@ from builders import (
 from builders.kaggle_credentials import PLACEHOLDER_USER, KaggleCredentialsError, kaggle_username
 from builders.kaggle_transport import KaggleRequestError
 from builders.metadata import GPU_SHAPES
-from builders.render import REPO_ROOT, build_notebook, notebook_text
+from render.notebook import REPO_ROOT, build_notebook, notebook_text
 from render.spec import ModelSpec, SpecError, model_spec
 from smoke.run import MODELS, load_spec
 from tests.helpers.notebooks import read_validated

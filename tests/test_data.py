@@ -306,7 +306,7 @@ def test_make_loader_settings_and_seeded_shuffle(tmp_path):
     ld = make_loader(ds, batch_size=4, shuffle=True, num_workers=0, seed=1)
     assert ld.pin_memory == torch.cuda.is_available() and not ld.persistent_workers
     ld2 = make_loader(ds, batch_size=3, shuffle=False, num_workers=1, seed=1, drop_last=True)
-    assert ld2.persistent_workers and ld2.worker_init_fn is td._data_worker_init
+    assert ld2.persistent_workers and ld2.worker_init_fn is td._worker_init
     assert len(ld2) == 2
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from builders.render import KERNELSPEC, write_notebook
+from render.notebook import KERNELSPEC, write_notebook
 from render.spec import model_spec
 from smoke import kernel_warnings
 from smoke.kaggle_env import (
@@ -160,6 +160,29 @@ def test_watch_records_what_python_addresses_to_notebook_code(tmp_path):
     assert rows[0]["message"] == "old() is deprecated, use new()" and rows[0]["code"] == "lib.old()"
 
 
+def test_watch_counts_the_notebooks_package_as_notebook_code(tmp_path, monkeypatch):
+    """A deprecation our module (written by the notebook, imported as templates.x) runs into is
+    recorded at the module's line; the same call from a library's module is not."""
+    out = tmp_path / "w.jsonl"
+    monkeypatch.setattr(kernel_warnings, "PACKAGES", ("templates", "compat"))
+    lib = _fake_library("somelib.sub")
+    ours = {"__name__": "templates.export", "lib": lib}
+    theirs = {"__name__": "otherlib.export", "lib": lib}
+    source = "def export():\n    return lib.old()\n"
+    linecache.cache["/pkg/templates/export.py"] = (len(source), None, source.splitlines(True),
+                                                   "/pkg/templates/export.py")
+    exec(compile(source, "/pkg/templates/export.py", "exec"), ours)
+    exec(compile(source, "/pkg/otherlib/export.py", "exec"), theirs)
+    cell = {"__name__": "__main__", "ours": ours["export"], "theirs": theirs["export"]}
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        kernel_warnings.install(out)
+        exec(compile("ours()\ntheirs()\n", "/tmp/ipykernel_1/43.py", "exec"), cell)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["module"], r["cell_line"], r["code"]) for r in rows] == [
+        ("templates.export", 2, "return lib.old()")]
+
+
 def test_warnings_are_described_by_cell_and_line(tmp_path):
     cells = [new_code_cell("# Parameters", id="parameters-0", metadata={"tags": ["parameters"]}),
              new_code_cell("def export():\n    q = quantize()\n", id="export-0"),
@@ -175,6 +198,9 @@ def test_warnings_are_described_by_cell_and_line(tmp_path):
     text = describe_warnings([row], executed, original)
     assert "cell 2 (train) calling cell 1 (export) line 2: `q = quantize()`" in text
     assert "FutureWarning: quantize is deprecated" in text and "torch.ao:12" in text
+    row = {**row, "module": "templates.export", "cell_text": "", "cell_line": 40}
+    text = describe_warnings([row], executed, original)
+    assert "cell 2 (train) calling templates.export line 40: `q = quantize()`" in text
 
 
 def test_rehearsal_in_an_env_fails_on_a_warning_with_cell_and_line(tmp_path):
@@ -202,6 +228,40 @@ def test_rehearsal_in_an_env_fails_on_a_warning_with_cell_and_line(tmp_path):
     assert "1 warning(s) from the notebook's code in env own" in message
     assert "cell 2 (data) line 2: `y = oldlib.resample(y)`" in message
     assert "FutureWarning: resample() is deprecated" in message and "oldlib:4" in message
+
+
+def test_rehearsal_in_an_env_fails_on_a_deprecation_inside_the_notebooks_package(standin_repo,
+                                                                                 tmp_path):
+    """A DeprecationWarning addressed to one of our modules (written by the notebook, imported
+    from its package) is shown, recorded and named by module and line, as one in a cell is."""
+    from render.notebook import build_notebook
+    from tests.helpers.notebooks import TINY_SPEC
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "oldlib.py").write_text(
+        "import warnings\n\ndef resample(x):\n"
+        "    warnings.warn('resample() is deprecated', DeprecationWarning, stacklevel=2)\n"
+        "    return x\n")
+    (standin_repo / "templates/stage.py").write_text(
+        '"""A stage that calls a deprecated library function."""\n\nimport oldlib\n\n'
+        "from compat.util import double\n\n\ndef run_stage(value: float) -> float:\n"
+        "    return oldlib.resample(double(value)) + 1\n")
+    nb = build_notebook(TINY_SPEC, layout=standin_repo / "templates/notebook.pct.py", root=standin_repo)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    path = write_notebook(nb, tmp_path / "tiny.ipynb")
+    pins = tmp_path / "own.txt"
+    pins.write_text("ipykernel\n")
+    env = KaggleEnv(load_pins(pins), Path(sys.prefix), Path(sys.executable), sys.version_info[:2],
+                    "the toolkit's venv", False, 0.0, 0)
+    with pytest.raises(RehearsalError) as info:
+        rehearse(TINY_SPEC, path, tmp_path / "data", tmp_path / "run", timeout=120, env=env,
+                 environ={"PYTHONPATH": str(lib)})
+    message = str(info.value)
+    assert "1 warning(s) from the notebook's code" in message
+    assert ("calling templates.stage line 9: `return oldlib.resample(double(value)) + 1`"
+            in message)
+    assert "DeprecationWarning: resample() is deprecated" in message
 
 
 def test_int8_export_is_a_recorded_skip_where_torch_ao_quantization_is_gone(tmp_path, monkeypatch):

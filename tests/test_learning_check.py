@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from builders.render import build_notebook
+from render.notebook import build_notebook
 from render.spec import model_spec
 from smoke import checks
 from templates.losses import build_loss
@@ -68,16 +68,16 @@ def test_diverging_learning_rate_fails(batch):
 
 def test_check_learning_runs_the_notebook_code_and_names_the_failure(tmp_path):
     """Through the harness: the notebook's own build_loss with its sign flipped is caught."""
-    ctx = checks.SmokeContext(model_spec("crn"), build_notebook(model_spec("crn")), None, tmp_path)
-    checks.check_imports_config(ctx)
-    message = checks.check_learning(ctx)
-    assert "SI-SDR" in message and ctx.learning.learned
-    good = ctx.ns["build_loss"]
+    with checks.SmokeContext(model_spec("crn"), build_notebook(model_spec("crn")), None, tmp_path) as ctx:
+        checks.check_imports_config(ctx)
+        message = checks.check_learning(ctx)
+        assert "SI-SDR" in message and ctx.learning.learned
+        good = ctx.ns["build_loss"]
 
-    def wrong_sign(name):
-        loss = good(name)
-        return lambda est, clean: -loss(est, clean)
+        def wrong_sign(name):
+            loss = good(name)
+            return lambda est, clean: -loss(est, clean)
 
-    ctx.ns["build_loss"] = wrong_sign
-    with pytest.raises(checks.SmokeCheckError, match="crn .* does not learn: .*SI-SDR"):
-        checks.check_learning(ctx)
+        ctx.ns["build_loss"] = wrong_sign
+        with pytest.raises(checks.SmokeCheckError, match="crn .* does not learn: .*SI-SDR"):
+            checks.check_learning(ctx)

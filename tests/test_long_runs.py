@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import torch
 
-from builders.render import build_notebook, write_notebook
+from render.notebook import build_notebook, write_notebook
 from smoke.rehearse import RehearsalError, default_dataset, rehearse
 from smoke.run import load_spec
 

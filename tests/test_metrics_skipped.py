@@ -42,7 +42,7 @@ def _dies_on_bad(item, sample_rate):
 def test_a_worker_dying_loses_only_its_file_and_never_hangs(monkeypatch):
     # multiprocessing.Pool waits forever for the result of a worker that died: an evaluation
     # would hang until Kaggle's 12 h limit. The pool must break and the survivors be scored.
-    monkeypatch.setattr(tm, "_metrics_score_perceptual", _dies_on_bad)
+    monkeypatch.setattr(tm, "_score_perceptual", _dies_on_bad)
     x = _tone(4000)
     items = [(f"{k}.wav", x, x, x) for k in range(3)]
     items.insert(1, ("bad.wav", x, x, x))

@@ -20,7 +20,7 @@ import pytest
 
 from builders import cli
 from builders.__main__ import main as builders_main
-from builders.render import LAYOUT, REPO_ROOT, parse_layout, read_notebook
+from render.notebook import REPO_ROOT, build_notebook, read_notebook
 from render.spec import (
     ModelSpec,
     SpecError,
@@ -129,10 +129,13 @@ def test_default_parameters_are_run_config_fields_upper_cased(name):
     assert mounted_dataset_slug(params) == DATASETS[cfg.dataset].slug
 
 
-def test_the_glue_cell_passes_every_parameter_to_its_field():
-    cells = [c for c in parse_layout(LAYOUT.read_text(encoding="utf-8"))
-             if c.kind == "code" and c.source.startswith("cfg = RunConfig(")]
-    call = ast.parse(cells[0].source).body[0].value
+@pytest.mark.parametrize("name", catalog_names())
+def test_the_glue_cell_passes_every_parameter_to_its_field(name):
+    cells = [c for c in build_notebook(model_spec(name)).cells
+             if c.cell_type == "code" and "\ncfg = RunConfig(" in c.source]
+    assert len(cells) == 1
+    call = next(n.value for n in ast.parse(cells[0].source).body
+                if isinstance(n, ast.Assign) and n.targets[0].id == "cfg")
     assert {k.arg: k.value.id for k in call.keywords} == {f: f.upper() for f in FIELDS}
 
 

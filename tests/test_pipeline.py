@@ -66,15 +66,15 @@ def test_rank_loaders_shard_validation_without_repeats():
 
     from torch.utils.data import DistributedSampler
 
-    from templates.pipeline import _pipeline_rank_loaders
+    from templates.pipeline import _rank_loaders
 
     data = SimpleNamespace(train_set=list(range(10)), val_set=list(range(7)), num_workers=0)
     cfg = RunConfig(batch_size=4, seed=1)
     seen = []
     for rank in (0, 1):
-        train, val = _pipeline_rank_loaders(cfg, data, rank, 2)
+        train, val = _rank_loaders(cfg, data, rank, 2)
         assert isinstance(train.sampler, DistributedSampler) and train.batch_size == 2
         seen.append([int(x) for batch in val for x in batch])
     assert sorted(seen[0] + seen[1]) == list(range(7))  # every item once: 4 + 3, no padding
-    single_train, single_val = _pipeline_rank_loaders(cfg, data, 0, 1)
+    single_train, single_val = _rank_loaders(cfg, data, 0, 1)
     assert single_train.batch_size == 4 and [int(x) for b in single_val for x in b] == list(range(7))

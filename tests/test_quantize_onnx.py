@@ -85,7 +85,7 @@ def test_onnx_export_refuses_a_graph_frozen_at_the_export_length(tmp_path, monke
     """Without the attention replacement the DPT graph only runs at 20 frames: export says so."""
     import templates.export
 
-    monkeypatch.setattr(templates.export, "_export_attention_forward", nn.MultiheadAttention.forward)
+    monkeypatch.setattr(templates.export, "_attention_forward", nn.MultiheadAttention.forward)
     with pytest.raises(RuntimeError, match=r"dpt.onnx: the exported masker fails at 10 frames"):
         export_masker_onnx(_tiny("dpt"), tmp_path / "dpt.onnx", n_frames=20)
 

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from builders.render import KERNELSPEC, build_notebook, write_notebook
+from render.notebook import KERNELSPEC, build_notebook, write_notebook
 from render.spec import model_spec
 from smoke.rehearse import RehearsalError, check_outputs, expected_outputs, rehearse
 from smoke.run import MODELS, load_spec
@@ -73,6 +73,28 @@ def test_failing_cell_is_reported_with_index_section_and_traceback(tmp_path):
     # numbered as in the rendered notebook, whatever cells papermill inserted
     assert "cell 2 (data) raised ValueError: y_train/0012.wav: sample rate 8000" in message
     assert "----> 3 f()" in message  # the traceback, without colour codes
+
+
+def test_failure_inside_the_notebooks_package_names_the_module_and_line(tmp_path):
+    """Code runs in the package's modules now: the innermost module frame is named."""
+    from nbformat.v4 import new_output
+
+    from smoke.rehearse import _failed_cell
+
+    cells = [new_code_cell("# Parameters", id="parameters-0", metadata={"tags": ["parameters"]}),
+             new_code_cell("model, result = run_training(cfg, data)", id="training-1")]
+    original = write_notebook(new_notebook(cells=cells), tmp_path / "nb.ipynb")
+    failed = new_code_cell(cells[1].source, id="training-1")
+    failed.outputs = [new_output("error", ename="RuntimeError", evalue="CUDA out of memory",
+                                 traceback=[
+        "Cell In[12], line 1\n----> 1 model, result = run_training(cfg, data)",
+        "File /tmp/se_toolkit_package-k2j4/templates/pipeline.py:280, in run_training(cfg, data)",
+        "File /tmp/se_toolkit_package-k2j4/templates/train.py:97, in train_model(model)",
+        "File /usr/lib/python3/site-packages/torch/nn/modules/module.py:1, in _call_impl"])]
+    executed = write_notebook(new_notebook(cells=[cells[0], failed]), tmp_path / "out.ipynb")
+    message = _failed_cell(executed, original)
+    assert message.startswith("cell 1 (training) raised RuntimeError in templates/train.py line 97: "
+                              "CUDA out of memory")
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from builders.render import build_notebook
+from render.notebook import build_notebook
 from render.spec import model_spec
 from smoke import checks
 from smoke.run import CheckResult, SmokeReport, load_spec, main, run_smoke
@@ -17,22 +17,32 @@ def dpt_notebook():
     return build_notebook(model_spec("dpt"))
 
 
-def _ctx(nb, tmp_path: Path) -> checks.SmokeContext:
+@pytest.fixture
+def contexts():
+    """Smoke contexts closed after the test: the repo's templates/compat come back."""
+    made: list[checks.SmokeContext] = []
+    yield made
+    for ctx in made:
+        ctx.close()
+
+
+def _ctx(nb, tmp_path: Path, contexts: list) -> checks.SmokeContext:
     ctx = checks.SmokeContext(model_spec("dpt"), nb, None, tmp_path)
+    contexts.append(ctx)
     checks.check_imports_config(ctx)
     return ctx
 
 
-def test_checks_pass_on_the_rendered_notebook(dpt_notebook, tmp_path):
-    ctx = _ctx(dpt_notebook, tmp_path)
+def test_checks_pass_on_the_rendered_notebook(dpt_notebook, tmp_path, contexts):
+    ctx = _ctx(dpt_notebook, tmp_path, contexts)
     assert "crop" in checks.check_dataset(ctx)
     assert "parameters" in checks.check_model(ctx)
     assert "mask (2, 257" in checks.check_forward(ctx)
 
 
-def test_dataset_check_catches_misaligned_crops(dpt_notebook, tmp_path):
+def test_dataset_check_catches_misaligned_crops(dpt_notebook, tmp_path, contexts):
     """The bug of the user's original notebooks: independent offsets for noisy and clean."""
-    ctx = _ctx(dpt_notebook, tmp_path)
+    ctx = _ctx(dpt_notebook, tmp_path, contexts)
     good = ctx.ns["AlignedCropDataset"]
 
     class Misaligned(good):
@@ -46,8 +56,8 @@ def test_dataset_check_catches_misaligned_crops(dpt_notebook, tmp_path):
         checks.check_dataset(ctx)
 
 
-def test_forward_check_catches_wrong_output_length(dpt_notebook, tmp_path):
-    ctx = _ctx(dpt_notebook, tmp_path)
+def test_forward_check_catches_wrong_output_length(dpt_notebook, tmp_path, contexts):
+    ctx = _ctx(dpt_notebook, tmp_path, contexts)
     checks.check_dataset(ctx)
     checks.check_model(ctx)
     real_forward = ctx.model.forward
@@ -56,12 +66,54 @@ def test_forward_check_catches_wrong_output_length(dpt_notebook, tmp_path):
         checks.check_forward(ctx)
 
 
-def test_imports_check_names_the_failing_cell(dpt_notebook, tmp_path):
+def test_imports_check_names_the_failing_cell(dpt_notebook, tmp_path, contexts):
     nb = build_notebook(model_spec("dpt"))
     cell = next(c for c in nb.cells if c.metadata.get("module") == "templates.losses")
     cell.source = cell.source + "\nundefined_at_import_time()\n"
     with pytest.raises(checks.SmokeCheckError, match="templates.losses.*NameError"):
-        _ctx(nb, tmp_path)
+        _ctx(nb, tmp_path, contexts)
+
+
+def test_checks_run_the_modules_the_notebook_writes(dpt_notebook, tmp_path):
+    """The same bytes: a module cell that differs from the repo's module is what gets checked."""
+    import templates.metrics
+
+    nb = build_notebook(model_spec("dpt"))
+    cell = next(c for c in nb.cells if c.metadata.get("module") == "templates.metrics")
+    cell.source += "\n\ndef si_sdr(est, ref, eps=1e-8):  # not the repo's\n    return torch.zeros(est.shape[0])\n"
+    with checks.SmokeContext(model_spec("dpt"), nb, None, tmp_path / "altered") as ctx:
+        checks.check_imports_config(ctx)
+        checks.check_dataset(ctx)
+        assert ctx.package["templates.metrics"].__file__.startswith(str(tmp_path / "altered"))
+        with pytest.raises(checks.SmokeCheckError, match="si_sdr"):
+            checks.check_si_sdr(ctx)
+    import sys
+
+    assert sys.modules["templates.metrics"] is templates.metrics  # the repo's module is back
+    with checks.SmokeContext(model_spec("dpt"), dpt_notebook, None, tmp_path / "as-rendered") as ctx:
+        checks.check_imports_config(ctx)
+        checks.check_dataset(ctx)
+        assert "identity" in checks.check_si_sdr(ctx)
+
+
+def test_imports_check_names_a_run_cell_importing_what_the_package_lacks(tmp_path, contexts):
+    nb = build_notebook(model_spec("dpt"))
+    cell = next(c for c in nb.cells if "import run_evaluation" in c.source or "run_evaluation," in c.source)
+    cell.source = cell.source.replace("run_evaluation", "run_evaluation_renamed", 1)
+    with pytest.raises(checks.SmokeCheckError, match=f"cell {cell.id} line 1: cannot import name "
+                                                     f"'run_evaluation_renamed'"):
+        _ctx(nb, tmp_path, contexts)
+
+
+def test_checks_import_only_what_the_notebook_imports(tmp_path, contexts):
+    """A module the notebook writes but never imports stays unimported here too: without the
+    model table the registry cannot find the model module, in the notebook as in the check."""
+    nb = build_notebook(model_spec("dpt"))
+    nb.cells = [c for c in nb.cells if c.metadata.get("module") != "templates.models.catalog"]
+    ctx = _ctx(nb, tmp_path, contexts)
+    assert "templates.models.dpt" not in ctx.package
+    with pytest.raises(checks.SmokeCheckError, match="model 'dpt' is not registered"):
+        checks.check_model(ctx)
 
 
 def test_lint_check_fails_on_seed_shadowing(dpt_notebook, tmp_path):

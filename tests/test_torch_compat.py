@@ -396,11 +396,11 @@ def test_check_gpu_supported_probe_failure_is_explained(fake):
 
 
 def test_arch_parsing():
-    assert tc._compat_parse_arch("sm_86") == ("sm", 8, 6, "")
-    assert tc._compat_parse_arch("sm_120") == ("sm", 12, 0, "")
-    assert tc._compat_parse_arch("compute_90") == ("compute", 9, 0, "")
-    assert tc._compat_parse_arch("sm_90a") == ("sm", 9, 0, "a")
-    assert tc._compat_parse_arch("gfx90a") is None
+    assert tc._parse_arch("sm_86") == ("sm", 8, 6, "")
+    assert tc._parse_arch("sm_120") == ("sm", 12, 0, "")
+    assert tc._parse_arch("compute_90") == ("compute", 9, 0, "")
+    assert tc._parse_arch("sm_90a") == ("sm", 9, 0, "a")
+    assert tc._parse_arch("gfx90a") is None
 
 
 # ---------------------------------------------------------------------------- environment

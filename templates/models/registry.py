@@ -1,10 +1,11 @@
 """Model registry: names -> MaskingModel classes, building from config, parameter accounting.
 
-A model module registers its class when it is imported (`@register_model("crn")`); in a notebook
-the model's own cell does that. Outside a notebook, `build_model` imports the module that the
-model table (`templates/models/catalog.py`) gives for a name the first time that name is
-missing, so nothing has to be imported beforehand; this module never imports the model modules
-at load time (that would pull every model into every notebook).
+A model module registers its class when it is imported (`@register_model("crn")`).
+`build_model` imports the module that the model table (`templates/models/catalog.py`) gives for a
+name the first time that name is missing, so nothing has to be imported beforehand; this module
+never imports the model modules at load time (that would pull every model into every notebook).
+A notebook's package holds base.py, registry.py, the table and its one model module, so exactly
+that model can be built there.
 """
 
 from __future__ import annotations
@@ -37,8 +38,7 @@ def register_model(name: str) -> Callable[[type[MaskingModel]], type[MaskingMode
 
 def _catalog_rows() -> list:
     """The model table's rows; none where the table is absent (read through importlib, not a
-    top-level import: a notebook that carries only its own model has it registered by its own
-    cell)."""
+    top-level import)."""
     try:
         return list(importlib.import_module("templates.models.catalog").MODELS)
     except ModuleNotFoundError:
@@ -49,9 +49,9 @@ def _load_catalog_models(only: str | None = None) -> None:
     """Import the model table's modules whose models are not registered yet (``only``: that
     row's alone, so building one model does not depend on every other row's module).
 
-    Where a row's module is absent nothing more can be registered, so it is skipped. A row's
-    module that is there but fails to import raises: a contributor's new model must not vanish
-    into "unknown model".
+    A notebook's package carries the table but only its own model's module, so the other rows'
+    modules are absent there and skipped. A row's module that is there but fails to import
+    raises: a contributor's new model must not vanish into "unknown model".
     """
     for row in _catalog_rows():
         if row.name in _MODEL_REGISTRY or (only is not None and row.name != only):

@@ -55,23 +55,33 @@ STANDIN_MODULES = {
 
 STANDIN_LAYOUT = '''
 # header comment, ignored
-# %% [markdown] section=intro
+# %% [markdown] section="intro"
 # # {title}
 #
 # {description} {{literal braces}}
 
-# %% parameters
+# %% tags=["parameters"]
 
-# %% include=compat.util
+# %% [markdown] section="library"
+# ## Library
+#
+# {modules}
 
-# %% [markdown] section=work
+# %% generated="package"
+
+# %% module="compat.util"
+
+# %% module="templates.stage"
+
+# %% module="@model"
+
+# %% [markdown] section="work"
 # ## Work
 
-# %% include=templates.stage
-
-# %% include=@model
-
 # %%
+from templates.models.tiny import TINY_SCALE
+from templates.stage import run_stage
+
 result = run_stage(EPOCHS) * TINY_SCALE
 print({"result": result})
 '''
