@@ -4,7 +4,7 @@ from fnmatch import fnmatch
 
 import pytest
 
-from builders.render import build_notebook
+from render.notebook import build_notebook
 from smoke.rehearse import expected_outputs
 from smoke.run import MODELS, load_spec
 from templates.outputs import (
