@@ -52,6 +52,17 @@ def _json_object(text: str) -> dict:
     return value
 
 
+def _or_none(kind: type):
+    """``kind`` parsed from the command line, or None for ``none``: how a field that may be None
+    (``--time-budget-hours none``: no budget) is set to None."""
+
+    def parse(text: str):
+        return None if text.strip().lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names it: "invalid float value: 'x'"
+    return parse
+
+
 @dataclass(frozen=True)
 class ParameterOption:
     """A builder option that sets one notebook parameter (one ``RunConfig`` field)."""
@@ -81,6 +92,8 @@ def parameter_options() -> list[ParameterOption]:
             kwargs = {"action": argparse.BooleanOptionalAction}
         elif kind is dict:
             kwargs = {"type": _json_object, "metavar": "JSON"}
+        elif type(None) in typing.get_args(hints[f.name]):
+            kwargs = {"type": _or_none(kind)}
         else:
             kwargs = {"type": kind}
         options.append(ParameterOption("--" + f.name.replace("_", "-"), parameter_name(f.name),
@@ -224,7 +237,9 @@ def parse_args(spec: ModelSpec, argv: list[str] | None,
     defaults = spec.default_parameters()
     for option in PARAMETER_OPTIONS:
         text = f"{option.kwargs['help']}; default {defaults[option.parameter]!r}"
-        parser.add_argument(option.flag, **{**option.kwargs, "help": text.replace("%", "%%")})
+        # SUPPRESS: an option not given leaves no attribute, so a given "none" is an override.
+        parser.add_argument(option.flag, default=argparse.SUPPRESS,
+                            **{**option.kwargs, "help": text.replace("%", "%%")})
     act = parser.add_mutually_exclusive_group()
     act.add_argument("--push", action="store_true",
                      help="run the smoke checks and the rehearsal, then push if all pass")
@@ -305,7 +320,7 @@ def main(spec: ModelSpec, argv: list[str] | None = None, prog: str | None = None
     user = args.user or (kaggle_username() if talks_to_kaggle or args.out is not None else PLACEHOLDER_USER)
     ref = f"{user}/{spec.slug}"
     overrides = {o.parameter: getattr(args, o.dest) for o in PARAMETER_OPTIONS
-                 if getattr(args, o.dest) is not None}
+                 if hasattr(args, o.dest)}
     out = args.out if args.out is not None or not args.push else STAGING_DIR / spec.name
     # Every bad input at once, one line each, before any render, request or write.
     user_source = "--user" if args.user else "KAGGLE_USERNAME / kaggle.json user"

@@ -74,6 +74,41 @@ def test_registry_builds_every_row_from_its_module(row):
     assert type(model).__module__ == row.module and type(model).model_name == row.name
 
 
+def test_a_broken_row_does_not_stop_the_others_from_building(tmp_path):
+    """A row whose module fails to import (a dependency missing here) raises when that model is
+    built or the models are listed, not when another row's model is built; a row whose module
+    is missing is named as such, not as an unknown model."""
+    (tmp_path / "broken_model.py").write_text("import not_installed_dependency_xyz\n")
+    code = textwrap.dedent("""
+        from templates.models import catalog
+        from templates.models.catalog import ModelRow
+        catalog.MODELS += (ModelRow("broken", "broken_model", "Broken Model", "d"),
+                           ModelRow("typo", "templates.models.tpyo", "Typo Model", "d"))
+        from templates.models.registry import build_model, model_names
+        build_model("crn", enc_channels=(8, 16, 16), lstm_hidden=16, dec_channels=(16, 8, 8))
+        for name in ("broken", "typo"):
+            try:
+                build_model(name)
+            except Exception as exc:
+                print(name, type(exc).__name__, exc)
+        try:
+            model_names()
+        except ModuleNotFoundError as exc:
+            print("listing", exc.name)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{tmp_path}"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == ("broken ModuleNotFoundError No module named "
+                        "'not_installed_dependency_xyz'")
+    assert lines[1].startswith("typo ValueError model 'typo' is a row of "
+                               "templates/models/catalog.py but its module "
+                               "'templates.models.tpyo' is not found")
+    assert lines[2] == "listing not_installed_dependency_xyz"
+
+
 def test_every_part_lists_the_table():
     from templates.models.registry import model_names
 
@@ -122,6 +157,19 @@ def test_model_kwargs_option_reaches_the_parameters_cell(tmp_path, capsys):
     with pytest.raises(SystemExit):
         builders_main(["crn", "--out", str(tmp_path / "b"), "--model-kwargs", "[1]"])
     assert "--model-kwargs: must be a JSON object" in capsys.readouterr().err
+
+
+def test_an_optional_field_can_be_set_to_none_from_the_command_line(tmp_path, capsys):
+    """``--time-budget-hours`` says "None: no budget": ``none`` gives that; a field that cannot
+    be None still refuses it."""
+    assert builders_main(["crn", "--out", str(tmp_path), "--user", "u",
+                          "--time-budget-hours", "none", "--max-steps", "3"]) == 0
+    cell = next(c for c in read_notebook(tmp_path / "crn.ipynb").cells
+                if "parameters" in c.metadata.get("tags", []))
+    assert {"TIME_BUDGET_HOURS = None", "MAX_STEPS = 3"} <= set(cell.source.splitlines())
+    with pytest.raises(SystemExit):
+        builders_main(["crn", "--out", str(tmp_path / "b"), "--epochs", "none"])
+    assert "--epochs: invalid int value: 'none'" in capsys.readouterr().err
 
 
 def test_python_m_builders_refuses_an_unknown_model(capsys):

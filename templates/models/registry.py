@@ -36,20 +36,25 @@ def register_model(name: str) -> Callable[[type[MaskingModel]], type[MaskingMode
     return _register
 
 
-def _load_catalog_models() -> None:
-    """Import the model table's modules whose models are not registered yet.
-
-    Read through importlib, not a top-level import: a notebook's package carries the table but
-    only its own model's module, so the other rows' modules are absent there and skipped (as is
-    everything where the table itself is absent). A row's module that is there but fails to
-    import raises: a contributor's new model must not vanish into "unknown model".
-    """
+def _catalog_rows() -> list:
+    """The model table's rows; none where the table is absent (read through importlib, not a
+    top-level import)."""
     try:
-        catalog = importlib.import_module("templates.models.catalog")
+        return list(importlib.import_module("templates.models.catalog").MODELS)
     except ModuleNotFoundError:
-        return
-    for row in catalog.MODELS:
-        if row.name in _MODEL_REGISTRY:
+        return []
+
+
+def _load_catalog_models(only: str | None = None) -> None:
+    """Import the model table's modules whose models are not registered yet (``only``: that
+    row's alone, so building one model does not depend on every other row's module).
+
+    A notebook's package carries the table but only its own model's module, so the other rows'
+    modules are absent there and skipped. A row's module that is there but fails to import
+    raises: a contributor's new model must not vanish into "unknown model".
+    """
+    for row in _catalog_rows():
+        if row.name in _MODEL_REGISTRY or (only is not None and row.name != only):
             continue
         try:
             importlib.import_module(row.module)
@@ -70,8 +75,12 @@ def build_model(name: str, **kwargs: Any) -> MaskingModel:
     `build_model(name, **model.get_config())` rebuilds the same architecture.
     """
     if name not in _MODEL_REGISTRY:
-        _load_catalog_models()
+        _load_catalog_models(only=name)
     if name not in _MODEL_REGISTRY:
+        row = next((r for r in _catalog_rows() if r.name == name), None)
+        if row is not None:
+            raise ValueError(f"model {name!r} is a row of templates/models/catalog.py but its "
+                             f"module {row.module!r} is not found here")
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
     return _MODEL_REGISTRY[name](**kwargs)
 
