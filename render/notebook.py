@@ -201,18 +201,32 @@ def package_cell_source(modules: list[str]) -> str:
         # The package this notebook carries: the folded cells below write its modules into
         # PACKAGE_DIR, a new folder outside WORK_DIR (which Kaggle saves as the output); the run
         # section imports them like any installed package.
+        import importlib
         import os
         import sys
         import tempfile
         import warnings
 
+        # Run again in the same kernel ("Run all" twice, an edited module cell): forget the modules
+        # and the folder of the run before, so that imports read the files written below.
+        for name in [name for name in sys.modules if name.split(".")[0] in {OWN_PACKAGES!r}]:
+            del sys.modules[name]
+
+
+        def _earlier_package(path):
+            return os.path.basename(path).startswith({PACKAGE_DIR_PREFIX!r})
+
+
         PACKAGE_DIR = tempfile.mkdtemp(prefix={PACKAGE_DIR_PREFIX!r})
         for package in {package_dirs(modules)!r}:
             os.makedirs(os.path.join(PACKAGE_DIR, package))
             open(os.path.join(PACKAGE_DIR, package, "__init__.py"), "w").close()
-        sys.path.insert(0, PACKAGE_DIR)
+        sys.path[:] = [PACKAGE_DIR] + [path for path in sys.path if not _earlier_package(path)]
+        importlib.invalidate_caches()
         # worker processes started with "spawn" find the package too
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_DIR, os.environ.get("PYTHONPATH")]))
+        os.environ["PYTHONPATH"] = os.pathsep.join([PACKAGE_DIR] + [
+            path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+            if path and not _earlier_package(path)])
         # a deprecation in our own modules is shown, as Python shows it for a cell's code
         warnings.filterwarnings("default", category=DeprecationWarning, module={own_modules!r})""")
 

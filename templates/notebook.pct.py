@@ -28,7 +28,8 @@
 #
 # The package this notebook runs, one folded cell per module: each writes its file, verbatim from
 # the toolkit's tested sources, into a temporary folder outside `WORK_DIR`, and the run section
-# below imports it like any installed package.
+# below imports it like any installed package. To try a change in a module, edit its cell and run
+# the notebook again from the cell below: the run section then imports the files written anew.
 #
 # {modules}
 

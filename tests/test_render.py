@@ -171,6 +171,35 @@ def test_kernel_writes_the_package_byte_for_byte(standin_repo, tmp_path):
     assert "'result': 15" in nb.cells[-2].outputs[0]["text"]
 
 
+def test_running_the_notebook_again_imports_the_files_written_again(standin_repo, tmp_path):
+    """"Run all" a second time in the same kernel, after editing a module cell: the run section
+    imports the files that run wrote (not the first run's modules from sys.modules), and the
+    first run's package folder is off the import path."""
+    from nbclient import NotebookClient
+
+    nb = build_notebook(TINY_SPEC, layout=standin_repo / "templates/notebook.pct.py", root=standin_repo)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import json, sys\nprint(json.dumps({'dir': PACKAGE_DIR, 'stage': sys.modules["
+        "'templates.stage'].__file__, 'path': [p for p in sys.path if 'se_toolkit_package-' in p]}))"))
+    stage = next(c for c in module_cells(nb) if c.metadata["module"] == "templates.stage")
+    client = NotebookClient(nb, timeout=60, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+
+    def run_all() -> tuple[str, dict]:
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type == "code":
+                client.execute_cell(cell, index)
+        return nb.cells[-2].outputs[0]["text"], json.loads(nb.cells[-1].outputs[0]["text"])
+
+    with client.setup_kernel():
+        first, where = run_all()
+        stage.source = stage.source.replace("double(value) + 1", "double(value) + 2")
+        second, again = run_all()
+    assert "'result': 15" in first and "'result': 24" in second  # (2*2+2) * (2*1+2)
+    assert again["dir"] != where["dir"] and again["stage"].startswith(again["dir"])
+    assert again["path"] == [again["dir"]]
+
+
 def test_build_twice_gives_identical_bytes(standin_repo, tmp_path):
     kw = {"layout": standin_repo / "templates/notebook.pct.py", "root": standin_repo}
     a = write_notebook(build_notebook(TINY_SPEC, **kw), tmp_path / "a" / "t.ipynb")
