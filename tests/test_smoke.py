@@ -116,6 +116,49 @@ def test_checks_import_only_what_the_notebook_imports(tmp_path, contexts):
         checks.check_model(ctx)
 
 
+def _owned_by(module: str) -> bool:
+    return module.split(".")[0] in ("templates", "compat")
+
+
+def test_checks_leave_no_notebook_object_behind(dpt_notebook, tmp_path, monkeypatch):
+    """After the checks, the rest of the process holds the repo's objects only: a module first
+    imported during the checks (the push gate renders and pushes afterwards, in-process) must not
+    keep the notebook package's classes or tables."""
+    import sys
+    import types
+    import warnings
+
+    monkeypatch.delitem(sys.modules, "smoke.dataset", raising=False)  # as in a fresh `builders` run
+    with checks.SmokeContext(model_spec("dpt"), dpt_notebook, None, tmp_path) as ctx:
+        for _name, check in checks.CHECKS[:-1]:  # all but the committed-notebook comparison
+            check(ctx)
+        package = dict(ctx.package)
+    repo = {id(v) for name in package if name in sys.modules for v in vars(sys.modules[name]).values()}
+
+    def made_by_the_package(v) -> bool:  # not a library's object that a module imported
+        if isinstance(v, types.ModuleType):
+            return _owned_by(v.__name__)
+        if isinstance(v, (dict, list, set)):
+            return True
+        return _owned_by(str(getattr(v, "__module__", None) or type(v).__module__))
+
+    notebook = {id(v): f"{name}.{attr}" for name, module in package.items()
+                for attr, v in [("", module), *vars(module).items()]
+                if id(v) not in repo and made_by_the_package(v)}
+    leaks = []
+    with warnings.catch_warnings():  # deprecated names (torch.distributed.reduce_op) warn when read
+        warnings.simplefilter("ignore")
+        for name, module in list(sys.modules.items()):
+            if module is None or _owned_by(name) or name in (__name__, "sys"):
+                continue
+            for attr, value in list(vars(module).items()):
+                inner = list(value.values()) if isinstance(value, dict) and attr != "__builtins__" else []
+                leaks += [f"{name}.{attr} -> {notebook[id(v)]}" for v in [value, *inner]
+                          if id(v) in notebook]
+    assert not leaks
+    assert all(sys.modules.get(name) is not m for name, m in package.items() if isinstance(m, types.ModuleType))
+
+
 def test_lint_check_fails_on_seed_shadowing(dpt_notebook, tmp_path):
     nb = build_notebook(model_spec("dpt"))
     cell = next(c for c in nb.cells if c.metadata.get("module") == "templates.models.dpt")
