@@ -35,9 +35,7 @@ from render.notebook import (
     read_notebook,
 )
 from render.spec import ModelSpec
-# imported here, with the repo's templates: imported inside a check it would keep the notebook
-# package's tables (templates.datasets) after smoke.package gives the repo's modules back
-from smoke.dataset import make_noise, mix_at_snr, speech_like
+from smoke.dataset import make_noise, mix_at_snr, speech_like  # not lazily: see learning_batch
 from smoke.lint import lint_notebook, raise_for_issues
 from smoke.package import notebook_package
 
@@ -291,6 +289,9 @@ class LearningResult:
 
 def learning_batch(sample_rate: int = SAMPLE_RATE, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(noisy (2, T), clean (2, T)): synthetic speech in white and pink noise at 0 dB, 1 s each."""
+    # smoke.dataset is imported with this module, not here: imported during the checks, while
+    # templates/compat are the notebook's package, it would keep that package's tables
+    # (templates.datasets) after smoke.package gives the repo's modules back
     rng = np.random.default_rng(seed)
     n = int(LEARNING_SECONDS * sample_rate)
     noisy, clean = [], []
