@@ -14,8 +14,9 @@ jupytext cell metadata on its marker line, ``key=value`` with a JSON value:
   folder, outside the ``WORK_DIR`` that Kaggle saves) with its ``__init__.py`` files and puts it
   first on ``sys.path`` and in ``PYTHONPATH``.
 - ``# %% module="templates.config"`` (``"@model"``: the spec's model module): writes the module's
-  file into ``PACKAGE_DIR`` with IPython's ``%%writefile``, its source verbatim; the cell is
-  folded on Kaggle and in Jupyter. Later cells import the package as usual.
+  file into ``PACKAGE_DIR`` with IPython's ``%%writefile "{PACKAGE_DIR}/templates/config.py"``,
+  its source verbatim; the cell is folded on Kaggle and in Jupyter. Later cells import the
+  package as usual.
 - ``# %% generated="config"``: ``cfg = RunConfig(model=MODEL, ...)``, one keyword per parameter
   (the parameter's name lower-cased is the ``RunConfig`` field).
 
@@ -52,8 +53,11 @@ PARAMETERS_TAG = "parameters"
 #: the section of the package setup and module cells; the run section is what follows it
 LIBRARY_SECTION = "library"
 MODULE_KEY = "module"
-#: a module cell's first line; IPython expands ``{PACKAGE_DIR}`` in a cell magic's line
-WRITEFILE = "%%writefile {PACKAGE_DIR}/"
+#: a module cell's first line, then the file and a closing quote; IPython expands
+#: ``{PACKAGE_DIR}`` in a cell magic's line, and the quotes keep a temp path with a space in it
+#: (``C:\\Users\\First Last\\...``) one argument
+WRITEFILE = '%%writefile "{PACKAGE_DIR}/'
+
 PACKAGE_DIR_PREFIX = "se_toolkit_package-"
 #: folds a module cell: Kaggle's hide-input/hide-output keys and Jupyter's (nbformat 4.5 schema)
 FOLDED: dict[str, Any] = {"_kg_hide-input": True, "_kg_hide-output": True,
@@ -232,11 +236,11 @@ def package_cell_source(modules: list[str]) -> str:
 
 
 def module_cell_source(module: str, root: Path = REPO_ROOT) -> str:
-    """``%%writefile {PACKAGE_DIR}/templates/x.py`` and the module's source, verbatim."""
+    """``%%writefile "{PACKAGE_DIR}/templates/x.py"`` and the module's source, verbatim."""
     text = module_path(module, root).read_text(encoding="utf-8")
     if not text.endswith("\n"):
         raise RenderError(f"{module}: the file must end with a newline (IPython adds one)")
-    return f"{WRITEFILE}{module_file(module)}\n{text}"
+    return f'{WRITEFILE}{module_file(module)}"\n{text}'
 
 
 def _summary(source: str, name: str) -> str:
@@ -405,7 +409,7 @@ def build_notebook(
                 raise RenderError(f"{layout.name}: line {lc.line}: module={module!r} before the "
                                   f"generated=\"package\" cell that makes PACKAGE_DIR")
             metadata = {MODULE_KEY: module, **copy.deepcopy(FOLDED)}
-            add(new_code_cell(f"{WRITEFILE}{module_file(module)}\n{sources[module]}", metadata=metadata))
+            add(new_code_cell(f'{WRITEFILE}{module_file(module)}"\n{sources[module]}', metadata=metadata))
     _check_complete(cells, sources, layout.name, root)
     nb = new_notebook(
         cells=cells,
@@ -470,10 +474,11 @@ def module_source(cell: NotebookNode) -> tuple[str, str]:
     """(file relative to the package folder, text) that a module cell writes: the bytes after
     its ``%%writefile`` line, as IPython writes them."""
     first, _, text = cell.source.partition("\n")
-    if not first.startswith(WRITEFILE):
-        raise RenderError(f"cell {cell.get('id')}: a module cell starts with {WRITEFILE!r}, "
-                          f"not {first!r}")
-    return first[len(WRITEFILE):].strip(), text
+    rest = first[len(WRITEFILE):].rstrip()
+    if not first.startswith(WRITEFILE) or not rest.endswith('"'):
+        raise RenderError(f"cell {cell.get('id')}: a module cell starts with "
+                          f"{WRITEFILE + 'templates/x.py' + chr(34)!r}, not {first!r}")
+    return rest[:-1], text
 
 
 def package_files(nb: NotebookNode) -> dict[str, str]:

@@ -130,7 +130,7 @@ def test_notebook_structure(standin_repo):
         assert {k: cell.metadata[k] for k in FOLDED} == FOLDED
     # the module's file, verbatim: docstring, own imports, __future__ and __main__ included
     util = (standin_repo / "compat/util.py").read_text()
-    assert modules[0].source == "%%writefile {PACKAGE_DIR}/compat/util.py\n" + util
+    assert modules[0].source == '%%writefile "{PACKAGE_DIR}/compat/util.py"\n' + util
     assert package_files(nb)["compat/util.py"] == util
     assert package_files(nb)["templates/models/__init__.py"] == ""
     ids = [c.id for c in nb.cells]
@@ -149,10 +149,16 @@ def test_rendered_notebook_runs_on_its_own_package(standin_repo, tmp_path):
     assert namespace["result"] == (2 * 2 + 1) * 3
 
 
-def test_kernel_writes_the_package_byte_for_byte(standin_repo, tmp_path):
+@pytest.mark.parametrize("temp", ["tmp", "Temp Folder"])  # Windows: C:\\Users\\First Last\\...
+def test_kernel_writes_the_package_byte_for_byte(standin_repo, tmp_path, tmp_path_factory,
+                                                 monkeypatch, temp):
     """In a real kernel: IPython expands {PACKAGE_DIR} in %%writefile, the files are the cells'
-    bytes, the package folder is outside the working directory and imports come from it."""
+    bytes, the package folder is outside the working directory and imports come from it, also
+    when the system temp folder's path has a space in it."""
     from nbclient import NotebookClient
+
+    temp_dir = tmp_path_factory.mktemp(temp)  # not below the kernel's working folder, tmp_path
+    monkeypatch.setenv("TMPDIR", str(temp_dir))  # the kernel inherits it
 
     nb = build_notebook(TINY_SPEC, layout=standin_repo / "templates/notebook.pct.py", root=standin_repo)
     nb.cells.append(nbformat.v4.new_code_cell(
@@ -167,7 +173,7 @@ def test_kernel_writes_the_package_byte_for_byte(standin_repo, tmp_path):
     out = json.loads(nb.cells[-1].outputs[0]["text"])
     assert {k: v for k, v in out["files"].items() if k.endswith(".py")} == package_files(nb)
     assert out["stage"].startswith(out["dir"]) and out["path"] == out["dir"]
-    assert not out["dir"].startswith(out["cwd"])
+    assert not out["dir"].startswith(out["cwd"]) and out["dir"].startswith(str(temp_dir))
     assert "'result': 15" in nb.cells[-2].outputs[0]["text"]
 
 
