@@ -3,7 +3,8 @@
 The notebook's module cells write ``templates/...`` and ``compat/...`` into a folder of their own
 and its code cells import them from there. :func:`notebook_package` does the same here: it writes
 the files from the module cells into ``folder`` and, while the ``with`` block lasts, makes
-``templates`` and ``compat`` resolve there, then imports what the code cells import, as the
+``templates`` and ``compat`` resolve there and nowhere else (a module the notebook does not write
+cannot be imported, as on Kaggle), then imports what the code cells import, as the
 notebook does (a module nothing imports stays unimported, as in the notebook). The repo's
 modules that were already imported are taken out of ``sys.modules`` for the block and put back
 after it, so the checks run the code that ships and the rest of the process keeps its own.
@@ -14,17 +15,45 @@ from __future__ import annotations
 import ast
 import contextlib
 import importlib
+import importlib.abc
+import importlib.machinery
 import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-from render.notebook import OWN_PACKAGES, module_cells, module_source, own_imports, write_package
+from render.notebook import (
+    OWN_PACKAGES,
+    module_cells,
+    module_file,
+    module_source,
+    own_imports,
+    write_package,
+)
 
 
 def _own(name: str) -> bool:
     return name.split(".")[0] in OWN_PACKAGES
+
+
+class _OnlyFrom(importlib.abc.MetaPathFinder):
+    """Finds ``templates``/``compat`` modules in ``folder`` and nowhere else: a module the
+    notebook does not write is a ModuleNotFoundError, as on Kaggle, not the repo's copy (which
+    the editable install's finder, or the repo on ``sys.path``, would otherwise supply)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def find_spec(self, fullname, path=None, target=None):
+        if not _own(fullname):
+            return None
+        where = str(Path(self.folder, *fullname.split(".")[:-1]))
+        spec = importlib.machinery.PathFinder.find_spec(fullname, [where])
+        if spec is None:
+            raise ModuleNotFoundError(f"No module named {fullname!r} (the notebook's package has "
+                                      f"no {module_file(fullname)})", name=fullname)
+        return spec
 
 
 @contextlib.contextmanager
@@ -34,6 +63,8 @@ def imported_from(folder: Path) -> Iterator[Path]:
     saved = {name: mod for name, mod in sys.modules.items() if _own(name)}
     for name in saved:
         del sys.modules[name]
+    finder = _OnlyFrom(folder)
+    sys.meta_path.insert(0, finder)
     sys.path.insert(0, folder)
     importlib.invalidate_caches()
     try:
@@ -42,6 +73,8 @@ def imported_from(folder: Path) -> Iterator[Path]:
         for name in [n for n in sys.modules if _own(n)]:
             del sys.modules[name]
         sys.modules.update(saved)
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(finder)
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
         importlib.invalidate_caches()

@@ -105,6 +105,15 @@ def test_imports_check_names_a_run_cell_importing_what_the_package_lacks(tmp_pat
         _ctx(nb, tmp_path, contexts)
 
 
+def test_imports_check_fails_for_a_module_the_notebook_does_not_write(tmp_path, contexts):
+    """A notebook without templates/losses.py fails on Kaggle with ModuleNotFoundError; the check
+    must not quietly import the repo's templates.losses (the editable install) instead."""
+    nb = build_notebook(model_spec("dpt"))
+    nb.cells = [c for c in nb.cells if c.metadata.get("module") != "templates.losses"]
+    with pytest.raises(checks.SmokeCheckError, match="No module named 'templates.losses'"):
+        _ctx(nb, tmp_path, contexts)
+
+
 def test_checks_import_only_what_the_notebook_imports(tmp_path, contexts):
     """A module the notebook writes but never imports stays unimported here too: without the
     model table the registry cannot find the model module, in the notebook as in the check."""
