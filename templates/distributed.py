@@ -1,9 +1,10 @@
 """Run a training function on every visible GPU with torch DDP, or in-process on one device.
 
-Kaggle's T4 machine has two GPUs. A notebook cannot use torchrun, and the ``spawn`` start method
-cannot pickle functions defined in notebook cells, so the workers are forked with
+Kaggle's T4 machine has two GPUs. A notebook cannot use torchrun, so the workers are forked with
 ``torch.multiprocessing.start_processes(..., start_method="fork")`` (what accelerate's
-``notebook_launcher`` does). Each worker joins a ``torch.distributed`` process group (nccl on
+``notebook_launcher`` does): a forked worker starts at once with the notebook's imports and its
+prepared data, and ``fn`` may also be a function defined in a notebook cell, which the ``spawn``
+start method cannot pickle. Each worker joins a ``torch.distributed`` process group (nccl on
 GPUs, gloo on CPU) and calls ``fn(rank, world_size, *args)``; ``templates.train`` then wraps the
 model in DDP, all-reduces the losses and lets only rank 0 write and print.
 

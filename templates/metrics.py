@@ -267,7 +267,8 @@ def score_pairs(items, sample_rate: int = SAMPLE_RATE, workers=None) -> ScoreTab
     """Score `(name, clean, noisy, enhanced)` items, each waveform 1-D (T,) numpy or torch.
 
     PESQ and STOI run in a pool of `workers` processes (default: every core) started with
-    "fork": the notebook defines these functions in `__main__`, which "spawn" cannot pickle.
+    "fork": a forked worker starts at once, its libraries already imported ("spawn" would start
+    a fresh interpreter per worker and import them again).
     `workers=1`, a single item or no fork falls back to one process. Rows keep input order.
     Files a metric cannot score are listed in `.skipped` (see `ScoreTable`).
     """
