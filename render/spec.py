@@ -70,7 +70,7 @@ class ModelSpec:
     """One model's notebook.
 
     ``name`` is the registry name (``build_model(name)``) and the notebook's folder and file name;
-    ``model_module`` is the module rendered for the ``include=@model`` directive; ``slug`` is
+    ``model_module`` is the module the layout's ``module="@model"`` cell writes; ``slug`` is
     derived from ``title``. ``parameters``: this model's parameter values that differ from
     ``RunConfig``'s defaults (``{"BATCH_SIZE": 16}``). ``smoke_model_kwargs``: constructor
     kwargs of a shrunken model for the smoke harness's learning check (seconds on a CPU); empty

@@ -63,7 +63,7 @@ class RunConfig:
     eval_mode: str = _config_field("full", "'full' files or 'first3' seconds")
     max_test_files: int | None = _config_field(None, "evaluate only this many test files")
     checkpoint_every: int = _config_field(5, "write ckpt_epN.pth every this many epochs")
-    sample_rate: int = _config_field(SAMPLE_RATE, "training sample rate in Hz", option=False)
+    sample_rate: int = _config_field(SAMPLE_RATE, "the models' sample rate in Hz (16000 only)", option=False)
     model_kwargs: dict = _config_field(
         help="model constructor kwargs as a JSON object, e.g. '{\"d_model\": 64}'",
         default_factory=dict)
@@ -146,7 +146,11 @@ class RunConfig:
         _int_at_least("num_workers", 0)
         _int_at_least("max_test_files", 1, optional=True)
         _int_at_least("checkpoint_every", 1)
-        _int_at_least("sample_rate", 1)
+        # The models' STFT sizes, the deploy side (enhance, streaming, ONNX) and the published
+        # figures all assume 16 kHz; another rate would train a model nothing else can use.
+        if self.sample_rate != SAMPLE_RATE or isinstance(self.sample_rate, bool):
+            errors.append(f"sample_rate must be {SAMPLE_RATE} (files at other rates are resampled "
+                          f"to it on load), got {self.sample_rate!r}")
         _int_at_least("seed", 0)
         _int_at_least("gpus", 1, optional=True)
         if self.time_budget_hours is not None:

@@ -24,8 +24,17 @@ def test_defaults_match_the_contract():
 
 
 def test_crop_samples_follows_rate_and_seconds():
-    assert RunConfig(crop_seconds=0.5, sample_rate=8000).crop_samples == 4000
+    assert RunConfig(crop_seconds=0.5).crop_samples == 8000
     assert RunConfig(crop_seconds=1.0001).crop_samples == 16002
+
+
+def test_sample_rate_parameter_is_the_models_rate():
+    """SAMPLE_RATE is a notebook parameter like every field; a rate the models, enhance and the
+    published figures do not use is refused with the reason rather than silently trained."""
+    problems = RunConfig.problems_in({"sample_rate": 8000})
+    assert problems == ["sample_rate must be 16000 (files at other rates are resampled to it on "
+                        "load), got 8000"]
+    assert RunConfig.problems_in({"sample_rate": 16000}) == []
 
 
 def test_round_trip_through_json():
