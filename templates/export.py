@@ -16,6 +16,7 @@ latency row are skipped and the reason is recorded in the summary (`int8_skipped
 """
 
 import copy
+import io
 import statistics
 import time
 import warnings
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from compat.sample_rate import SAMPLE_RATE
+from templates.checkpoint import atomic_write
 from templates.outputs import int8_name, onnx_masker_name
 
 # The `quantized` tag of an INT8 file; `deploy.quantize.load_int8` reads these files too.
@@ -108,8 +110,7 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = SAMPLE_RATE,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fp32_path = work / f"{name}_fp32_state.pth"
-        torch.save(fp32.state_dict(), fp32_path)
+        fp32_mb = _saved_mb(fp32.state_dict())  # in memory: the work folder gets only exports
         int8, int8_path, int8_skipped = None, None, None
         try:
             int8 = quantize_int8(fp32)
@@ -117,8 +118,9 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = SAMPLE_RATE,
             int8_skipped = str(exc)
         if int8 is not None:
             int8_path = work / int8_name(name)
-            torch.save({"model": int8.state_dict(), "config": {"model": name,
-                        "model_kwargs": fp32.get_config()}, "quantized": INT8_FORMAT}, int8_path)
+            int8_state = {"model": int8.state_dict(), "config": {"model": name,
+                          "model_kwargs": fp32.get_config()}, "quantized": INT8_FORMAT}
+            atomic_write(int8_path, lambda fh: torch.save(int8_state, fh))
 
         crop = torch.randn(1, 3 * sample_rate) * 0.1
         hop = fp32.front_end.hop
@@ -127,7 +129,7 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = SAMPLE_RATE,
         rows = []
         with torch.no_grad():
             rows.append(_row("fp32", time_calls_ms(lambda: fp32(crop), repeats), n_hops,
-                                    hop_ms, fp32_path.stat().st_size / 2**20))
+                                    hop_ms, fp32_mb))
             if int8 is not None:
                 rows.append(_row("int8", time_calls_ms(lambda: int8(crop), repeats),
                                         n_hops, hop_ms, int8_path.stat().st_size / 2**20))
@@ -168,6 +170,13 @@ def export_artifacts(model: nn.Module, work_dir, sample_rate: int = SAMPLE_RATE,
         "latency": rows,
         "definition": "ms per hop = time to enhance one 3 s crop (1 CPU thread) / hops in it",
     }
+
+
+def _saved_mb(state: dict) -> float:
+    """Size in MB of ``state`` as ``torch.save`` writes it (the latency table's fp32 row)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getbuffer().nbytes / 2**20
 
 
 def _onnx_masker(model: nn.Module, path: Path, n_frames: int):

@@ -9,6 +9,7 @@ from deploy.onnx_export import onnx_session
 from deploy.quantize import load_int8
 from templates.export import export_artifacts
 from templates.models.registry import build_model
+from templates.outputs import export_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
@@ -25,6 +26,8 @@ def test_export_writes_artifacts_and_latency(model, tmp_path, capsys):
     assert [r["variant"] for r in out["latency"]] == ["fp32", "int8", "onnx"]
     assert all(r["ms_per_hop_median"] > 0 and r["size_mb"] > 0 for r in out["latency"])
     assert "ms/hop" in capsys.readouterr().out
+    # exactly the listed exports: no fp32 scratch copy, no temp file of the atomic writes
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(export_files("crn_causal"))
     x = 0.3 * torch.randn(1, 4000)
     with torch.no_grad():
         ref = model(x)
