@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from render.spec import ModelSpec, mounted_dataset_slug
+from templates.checkpoint import atomic_write
 
 DEFAULT_ACCELERATOR = "NvidiaTeslaT4"  # GPU T4 x2 on Kaggle
 #: GPU machine shapes, from the client's documentation (kaggle-cli docs/kernels.md, "Accelerators
@@ -122,10 +123,10 @@ def metadata_text(meta: dict[str, Any]) -> str:
 
 
 def write_metadata(meta: dict[str, Any], folder: Path) -> Path:
-    path = Path(folder) / "kernel-metadata.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(metadata_text(meta), encoding="utf-8")
-    return path
+    text = metadata_text(meta)
+    # atomic, like the notebook beside it: a failed write never leaves half a push folder
+    return atomic_write(Path(folder) / "kernel-metadata.json", lambda fh: fh.write(text),
+                        binary=False)
 
 
 def resume_source(ref: str, version: int) -> str:

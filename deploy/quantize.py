@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from compat.torch_compat import torch_load
+from templates.checkpoint import atomic_write
 from templates.export import INT8_FORMAT, quantize_int8
 from templates.models.registry import build_model
 
@@ -39,10 +40,9 @@ def model_config(model: nn.Module) -> dict:
 
 def save_int8(qmodel: nn.Module, path, config: dict) -> Path:
     """Write the quantized state_dict with the fp32 model's config (see `model_config`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": qmodel.state_dict(), "config": config, "quantized": INT8_FORMAT}, path)
-    return path
+    state = {"model": qmodel.state_dict(), "config": config, "quantized": INT8_FORMAT}
+    # atomic: an interrupted save leaves the previous file, never a truncated one to load
+    return atomic_write(path, lambda fh: torch.save(state, fh))
 
 
 # The dynamically quantized LSTM's packed weights are TorchBind objects (torch.ScriptObject):

@@ -46,6 +46,28 @@ def test_int8_quantizes_lstm_and_linear_only(name, tmp_path):
         torch.testing.assert_close(load_int8(path)(x), out)
 
 
+def test_an_interrupted_int8_save_leaves_the_previous_file(tmp_path, monkeypatch):
+    m = _tiny("crn_causal").eval()
+    q = quantize_int8(m)
+    path = save_int8(q, tmp_path / "m_int8.pth", model_config(m))
+    before = path.read_bytes()
+
+    def dies_midway(obj, f):  # a session killed (or a disk filled) half way through the write
+        if isinstance(f, (str, bytes)) or hasattr(f, "__fspath__"):
+            f = open(f, "wb")
+        f.write(before[: len(before) // 2])
+        f.flush()
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(OSError, match="No space"):
+        save_int8(q, path, model_config(m))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m_int8.pth"]  # no temp file left behind
+    monkeypatch.undo()
+    load_int8(path)
+
+
 def test_load_int8_rejects_other_files(tmp_path):
     torch.save({"model": {}}, tmp_path / "x.pth")
     with pytest.raises(ValueError, match="x.pth: not an INT8 model file"):
