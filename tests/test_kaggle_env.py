@@ -203,6 +203,14 @@ def test_warnings_are_described_by_cell_and_line(tmp_path):
     assert "cell 2 (train) calling templates.export line 40: `q = quantize()`" in text
 
 
+def _toolkit_venv_as_env(tmp_path: Path) -> KaggleEnv:
+    """This venv as an env named "own", so the warning watch runs without building an image."""
+    pins = tmp_path / "own.txt"
+    pins.write_text("ipykernel\n")
+    return KaggleEnv(load_pins(pins), Path(sys.prefix), Path(sys.executable), sys.version_info[:2],
+                     "the toolkit's venv", False, 0.0, 0)
+
+
 def test_rehearsal_in_an_env_fails_on_a_warning_with_cell_and_line(tmp_path):
     """The real path: kernelspec, overlay, startup watch, papermill; the toolkit's own venv
     stands in for a Kaggle image (it has ipykernel)."""
@@ -218,10 +226,7 @@ def test_rehearsal_in_an_env_fails_on_a_warning_with_cell_and_line(tmp_path):
         new_code_cell("y = 1\ny = oldlib.resample(y)", id="data-1"),
     ], metadata={"kernelspec": dict(KERNELSPEC)})
     path = write_notebook(nb, tmp_path / "warns.ipynb")
-    pins = tmp_path / "own.txt"
-    pins.write_text("ipykernel\n")
-    env = KaggleEnv(load_pins(pins), Path(sys.prefix), Path(sys.executable), sys.version_info[:2],
-                    "the toolkit's venv", False, 0.0, 0)
+    env = _toolkit_venv_as_env(tmp_path)
     with pytest.raises(RehearsalError) as info:
         rehearse(model_spec("crn"), path, tmp_path / "data", tmp_path / "run", timeout=120, env=env)
     message = str(info.value)
@@ -250,10 +255,7 @@ def test_rehearsal_in_an_env_fails_on_a_deprecation_inside_the_notebooks_package
     nb = build_notebook(TINY_SPEC, layout=standin_repo / "templates/notebook.pct.py", root=standin_repo)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     path = write_notebook(nb, tmp_path / "tiny.ipynb")
-    pins = tmp_path / "own.txt"
-    pins.write_text("ipykernel\n")
-    env = KaggleEnv(load_pins(pins), Path(sys.prefix), Path(sys.executable), sys.version_info[:2],
-                    "the toolkit's venv", False, 0.0, 0)
+    env = _toolkit_venv_as_env(tmp_path)
     with pytest.raises(RehearsalError) as info:
         rehearse(TINY_SPEC, path, tmp_path / "data", tmp_path / "run", timeout=120, env=env,
                  environ={"PYTHONPATH": str(lib)})
